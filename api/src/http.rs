@@ -1,0 +1,198 @@
+//! The middleware around every request: body limit, request timeout, a span
+//! with the trace id, Prometheus request metrics, and the rule that every
+//! error leaves as `application/problem+json`.
+
+use crate::problem::{PROBLEM_CONTENT_TYPE, Problem};
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Settings of [`HttpLayer`].
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLayer {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl<E: Endpoint> Middleware<E> for HttpLayer {
+    type Output = HttpEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        HttpEndpoint { inner, cfg: *self }
+    }
+}
+
+pub struct HttpEndpoint<E> {
+    inner: E,
+    cfg: HttpLayer,
+}
+
+/// The route template of a path, for metric labels (never ids).
+pub fn route_label(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["api", "orders"] => "/api/orders",
+        ["api", "orders", _] => "/api/orders/{id}",
+        ["api", "orders", _, "history"] => "/api/orders/{id}/history",
+        ["api", "orders", _, "cancel"] => "/api/orders/{id}/cancel",
+        ["api", "orders", _, "ship"] => "/api/orders/{id}/ship",
+        ["api", "orders", _, "deliver"] => "/api/orders/{id}/deliver",
+        ["api", "openapi.json"] => "/api/openapi.json",
+        ["docs", ..] => "/docs",
+        ["health", "live"] => "/health/live",
+        ["health", "ready"] => "/health/ready",
+        ["metrics"] => "/metrics",
+        _ => "unmatched",
+    }
+}
+
+fn problem_response(status: StatusCode, detail: String) -> Response {
+    let ty = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "/problems/payload-too-large",
+        StatusCode::SERVICE_UNAVAILABLE => "/problems/unavailable",
+        StatusCode::UNAUTHORIZED => "/problems/unauthorized",
+        StatusCode::BAD_REQUEST => "/problems/bad-request",
+        _ => "about:blank",
+    };
+    let problem = Problem::new(status, ty, detail);
+    let body = poem_openapi::types::ToJSON::to_json_string(&problem);
+    let mut resp = Response::builder()
+        .status(status)
+        .content_type(PROBLEM_CONTENT_TYPE)
+        .body(body);
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+/// Turns an error response that is not yet a problem document into one.
+async fn ensure_problem(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .content_type()
+        .is_some_and(|ct| ct.starts_with(PROBLEM_CONTENT_TYPE));
+    if status.as_u16() < 400 || is_problem {
+        return resp;
+    }
+    let detail = resp.into_body().into_string().await.unwrap_or_default();
+    let detail = if detail.trim().is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    } else {
+        detail
+    };
+    problem_response(status, detail)
+}
+
+fn trace_id(req: &Request) -> String {
+    req.headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|id| id.len() == 32)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+impl<E: Endpoint> HttpEndpoint<E> {
+    async fn limit_body(&self, req: &mut Request) -> Option<Response> {
+        let too_large = || {
+            problem_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "The request body exceeds {} bytes.",
+                    self.cfg.max_body_bytes
+                ),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match declared {
+            Some(len) if len > self.cfg.max_body_bytes => Some(too_large()),
+            Some(_) => None,
+            // No length (chunked): read at most the limit, then put it back.
+            None if matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT) => {
+                match req
+                    .take_body()
+                    .into_bytes_limit(self.cfg.max_body_bytes)
+                    .await
+                {
+                    Ok(bytes) => {
+                        req.set_body(Body::from_bytes(bytes));
+                        None
+                    }
+                    Err(_) => Some(too_large()),
+                }
+            }
+            None => None,
+        }
+    }
+}
+
+impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let started = Instant::now();
+        let method = req.method().to_string();
+        let route = route_label(req.uri().path());
+        let span = tracing::info_span!("request", %method, route, trace_id = %trace_id(&req));
+        let resp = async {
+            if let Some(resp) = self.limit_body(&mut req).await {
+                return resp;
+            }
+            match tokio::time::timeout(self.cfg.request_timeout, self.inner.call(req)).await {
+                Ok(Ok(resp)) => ensure_problem(resp.into_response()).await,
+                Ok(Err(err)) => ensure_problem(err.into_response()).await,
+                Err(_) => {
+                    tracing::warn!("Request timed out.");
+                    problem_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The request timed out; retry later.".to_owned(),
+                    )
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let status = resp.status().as_u16();
+        let elapsed = started.elapsed().as_secs_f64();
+        let labels = [
+            ("method", method),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        metrics::counter!("http_requests_total", &labels).increment(1);
+        metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!(status, elapsed_ms = elapsed * 1e3, "Request failed.");
+            } else {
+                tracing::debug!(status, elapsed_ms = elapsed * 1e3, "Request served.");
+            }
+        });
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn routes_are_templated() {
+        assert_eq!(route_label("/api/orders"), "/api/orders");
+        assert_eq!(route_label("/api/orders/"), "/api/orders");
+        assert_eq!(
+            route_label("/api/orders/0190a6f0-0000-7000-8000-000000000001/cancel"),
+            "/api/orders/{id}/cancel"
+        );
+        assert_eq!(route_label("/docs/index.css"), "/docs");
+        assert_eq!(route_label("/wp-admin"), "unmatched");
+    }
+}

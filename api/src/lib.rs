@@ -1,0 +1,13 @@
+//! `order-api`: the REST API of the order service. Every change writes the
+//! order rows and an outbox row in one database transaction.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod http;
+pub mod problem;
+pub mod routes;
+pub mod startup;
+
+pub use config::ApiSettings;
+pub use startup::Application;

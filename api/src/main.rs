@@ -1,0 +1,94 @@
+//! `order-api [serve | migrate | token --sub NAME [--admin] [--ttl SECS]]`
+
+use anyhow::{Context, bail};
+use order_api::{ApiSettings, Application};
+use order_shared::config::{CommonSettings, ProcessEnv};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: order-api [serve | migrate | token --sub NAME [--admin] [--ttl SECS]]";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("order-api: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Vec<String>) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        None | Some("serve") => serve().await,
+        Some("migrate") => migrate().await,
+        Some("token") => token(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let settings = ApiSettings::from_env(&ProcessEnv)?;
+    order_shared::telemetry::init_tracing(settings.common.log_format);
+    let _ = order_shared::telemetry::prometheus();
+    let shutdown = order_shared::shutdown::on_signal();
+    let app = Application::build(settings, shutdown).await?;
+    app.run().await.context("server failed")
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let common = CommonSettings::from_env(&ProcessEnv)?;
+    order_shared::telemetry::init_tracing(common.log_format);
+    let applied = order_shared::db::migrate::run(&common.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    if applied.is_empty() {
+        println!("Database schema is up to date.");
+    } else {
+        for name in applied {
+            println!("Applied migration {name}");
+        }
+    }
+    Ok(())
+}
+
+fn token(args: &[String]) -> anyhow::Result<()> {
+    let mut sub = None;
+    let mut admin = false;
+    let mut ttl = 86_400_u64;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--sub" => sub = it.next().cloned(),
+            "--admin" => admin = true,
+            "--ttl" => {
+                ttl = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .context("--ttl takes a number of seconds")?
+            }
+            other => bail!("unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    let sub = sub
+        .filter(|s| !s.is_empty())
+        .context("--sub NAME is required")?;
+    let auth = order_api::config::auth_from_env(&ProcessEnv)?;
+    let order_api::auth::JwtKey::Hs256(secret) = &auth.key else {
+        bail!("JWT_SECRET must be set: tokens can be minted only with the HS256 secret");
+    };
+    let token = order_api::auth::mint_hs256(
+        secret.expose(),
+        &sub,
+        admin,
+        ttl,
+        auth.issuer.as_deref(),
+        auth.audience.as_deref(),
+    )?;
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! HTTP routes: the OpenAPI-described orders resource, health and metrics.
+
+pub mod health;
+pub mod orders;
+pub mod wire;

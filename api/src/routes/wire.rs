@@ -1,0 +1,250 @@
+//! The JSON shapes of the REST API (camelCase), and their conversion to and
+//! from the domain types in `order_shared`.
+
+use order_shared::domain::order::{AddressInput, ItemInput, ShippingAddress};
+use order_shared::domain::{HistoryEntry, Order, OrderLine, OrderStatus};
+use poem_openapi::{Enum, Object};
+use uuid::Uuid;
+
+/// Order status.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Pending,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl From<OrderStatus> for Status {
+    fn from(s: OrderStatus) -> Self {
+        match s {
+            OrderStatus::Pending => Status::Pending,
+            OrderStatus::Confirmed => Status::Confirmed,
+            OrderStatus::Shipped => Status::Shipped,
+            OrderStatus::Delivered => Status::Delivered,
+            OrderStatus::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+impl From<Status> for OrderStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Pending => OrderStatus::Pending,
+            Status::Confirmed => OrderStatus::Confirmed,
+            Status::Shipped => OrderStatus::Shipped,
+            Status::Delivered => OrderStatus::Delivered,
+            Status::Cancelled => OrderStatus::Cancelled,
+        }
+    }
+}
+
+/// One line of a create request.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct ItemRequest {
+    /// 1..64 characters; each product at most once per order.
+    pub product_id: String,
+    /// 1..10000.
+    pub quantity: i64,
+    /// Price of one unit in the currency's minor unit (cents), 0..10^9.
+    pub unit_price: i64,
+}
+
+/// A postal address.
+#[derive(Object, Debug, Clone, Default)]
+#[oai(rename_all = "camelCase")]
+pub struct Address {
+    #[oai(default)]
+    pub name: String,
+    #[oai(default)]
+    pub line1: String,
+    pub line2: Option<String>,
+    #[oai(default)]
+    pub city: String,
+    pub state: Option<String>,
+    #[oai(default)]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, e.g. `US`.
+    #[oai(default)]
+    pub country: String,
+}
+
+impl From<Address> for AddressInput {
+    fn from(a: Address) -> Self {
+        AddressInput {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            state: a.state,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
+impl From<ShippingAddress> for Address {
+    fn from(a: ShippingAddress) -> Self {
+        Address {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            state: a.state,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
+/// Create an order from `items`, or from the caller's cart with `cartId`.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct CreateOrderRequest {
+    /// ISO 4217 code, e.g. `USD` (may be omitted with `cartId` when the cart has one).
+    pub currency: Option<String>,
+    /// 1..100 lines; give either `items` or `cartId`.
+    pub items: Option<Vec<ItemRequest>>,
+    /// Check out this cart of the cart service instead of sending `items`.
+    pub cart_id: Option<String>,
+    pub shipping_address: Option<Address>,
+}
+
+impl From<ItemRequest> for ItemInput {
+    fn from(i: ItemRequest) -> Self {
+        ItemInput {
+            product_id: i.product_id,
+            quantity: i.quantity,
+            unit_price: i.unit_price,
+        }
+    }
+}
+
+/// A line of an order.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub product_id: String,
+    pub quantity: i32,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+impl From<OrderLine> for OrderItem {
+    fn from(l: OrderLine) -> Self {
+        OrderItem {
+            product_id: l.product_id,
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            line_total: l.line_total,
+        }
+    }
+}
+
+/// An order.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct OrderBody {
+    pub id: Uuid,
+    pub user_id: String,
+    pub status: Status,
+    pub items: Vec<OrderItem>,
+    /// Sum of the line totals, in minor units.
+    pub total_amount: i64,
+    pub currency: String,
+    /// 1 when placed, +1 per emitted event.
+    pub version: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub shipping_address: Option<Address>,
+    #[oai(skip_serializing_if_is_none)]
+    pub carrier: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub tracking_number: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub cancellation_reason: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub inventory_reserved_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub payment_id: Option<String>,
+}
+
+impl From<Order> for OrderBody {
+    fn from(o: Order) -> Self {
+        OrderBody {
+            id: o.id,
+            user_id: o.user_id,
+            status: o.status.into(),
+            items: o.items.into_iter().map(OrderItem::from).collect(),
+            total_amount: o.total_amount,
+            currency: o.currency,
+            version: o.version,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            shipping_address: o.shipping_address.map(Address::from),
+            carrier: o.carrier,
+            tracking_number: o.tracking_number,
+            cancellation_reason: o.cancellation_reason,
+            inventory_reserved_at: o.inventory_reserved_at,
+            payment_id: o.payment_id,
+        }
+    }
+}
+
+/// A page of orders, newest first.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct OrderPage {
+    pub items: Vec<OrderBody>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
+
+/// One status change.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct HistoryItem {
+    /// Absent for the creation.
+    #[oai(skip_serializing_if_is_none)]
+    pub from_status: Option<Status>,
+    pub to_status: Status,
+    #[oai(skip_serializing_if_is_none)]
+    pub reason: Option<String>,
+    /// `user:ID`, `admin:ID` or the event that caused it.
+    pub actor: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<HistoryEntry> for HistoryItem {
+    fn from(h: HistoryEntry) -> Self {
+        HistoryItem {
+            from_status: h.from_status.map(Status::from),
+            to_status: h.to_status.into(),
+            reason: h.reason,
+            actor: h.actor,
+            at: h.at,
+        }
+    }
+}
+
+/// Body of PATCH /cancel (optional).
+#[derive(Object, Debug, Clone, Default)]
+pub struct CancelRequest {
+    /// Up to 500 characters.
+    pub reason: Option<String>,
+}
+
+/// Body of PATCH /ship.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct ShipRequest {
+    /// 1..100 characters.
+    pub carrier: String,
+    /// 1..100 characters.
+    pub tracking_number: String,
+}

@@ -1,0 +1,173 @@
+//! Builds the application from settings and runs it until shutdown. Tests
+//! start this very `Application` on port 0.
+
+use crate::auth::JwtVerifier;
+use crate::catalog::Catalog;
+use crate::config::ApiSettings;
+use crate::http::HttpLayer;
+use crate::routes::{health, orders::OrdersApi};
+use deadpool_postgres::Pool;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::Cors;
+use poem::{EndpointExt, Route, Server};
+use poem_openapi::OpenApiService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often expired idempotency keys are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// A bound, not yet running API server.
+pub struct Application {
+    port: u16,
+    acceptor: TcpAcceptor,
+    app: poem::endpoint::BoxEndpoint<'static>,
+    pool: Pool,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+impl Application {
+    /// Binds the port and wires routes; connects to the database lazily.
+    pub async fn build(settings: ApiSettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let pool = order_shared::db::build_pool(&settings.common.db)?;
+        let verifier = Arc::new(JwtVerifier::new(&settings.auth)?);
+        let catalog = Catalog::new(
+            settings.product_service_url.clone(),
+            settings.cart_service_url.clone(),
+            Duration::from_secs(3),
+        );
+        if !catalog.checks_prices() {
+            tracing::warn!(
+                "PRODUCT_SERVICE_URL is unset: client prices are trusted. Do not run like this in production."
+            );
+        }
+        let orders = OrdersApi {
+            pool: pool.clone(),
+            catalog,
+            shards: settings.common.outbox_shards,
+            idempotency_ttl: settings.idempotency_ttl,
+        };
+        let api = OpenApiService::new(orders, "Order service", env!("CARGO_PKG_VERSION"))
+            .description(
+                "Orders of the shop: placement, lifecycle (PENDING -> CONFIRMED -> SHIPPED -> \
+                 DELIVERED, or CANCELLED) and history. Errors are RFC 9457 problem+json.",
+            )
+            .server("/api");
+        let spec = api.spec_endpoint();
+        let docs = api.swagger_ui();
+        let route = Route::new()
+            .nest("/api", api)
+            .at("/api/openapi.json", spec)
+            .nest("/docs", docs)
+            .at("/health/live", poem::get(health::live))
+            .at("/health/ready", poem::get(health::ready))
+            .at("/metrics", poem::get(health::metrics))
+            .data(verifier)
+            .data(pool.clone())
+            .data(order_shared::telemetry::prometheus());
+        let route = if settings.cors_allowed_origins.is_empty() {
+            route.boxed()
+        } else {
+            let mut cors = Cors::new()
+                .allow_methods(["GET", "POST", "PATCH", "OPTIONS"])
+                .allow_headers([
+                    "authorization",
+                    "content-type",
+                    "idempotency-key",
+                    "traceparent",
+                ])
+                .expose_headers(["location", "idempotent-replayed"])
+                .max_age(600);
+            if !settings.cors_allowed_origins.iter().any(|o| o == "*") {
+                cors = cors.allow_origins(settings.cors_allowed_origins.iter().map(String::as_str));
+            }
+            route.with(cors).boxed()
+        };
+        let app = route
+            .with(HttpLayer {
+                max_body_bytes: settings.max_body_bytes,
+                request_timeout: settings.request_timeout,
+            })
+            .boxed();
+
+        let addr = format!("{}:{}", settings.host, settings.port);
+        let acceptor = TcpListener::bind(addr.clone())
+            .into_acceptor()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (API_HOST/API_PORT): {e}"))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .unwrap_or(settings.port);
+        Ok(Application {
+            port,
+            acceptor,
+            app,
+            pool,
+            shutdown,
+            grace: settings.common.shutdown_timeout,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Serves until the shutdown token fires, then drains in-flight requests
+    /// (at most the grace period).
+    pub async fn run(self) -> std::io::Result<()> {
+        tracing::info!(port = self.port, "order-api listening.");
+        let purge = tokio::spawn(purge_idempotency_keys(
+            self.pool.clone(),
+            self.shutdown.clone(),
+        ));
+        let shutdown = self.shutdown.clone();
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                self.app,
+                async move { shutdown.cancelled().await },
+                Some(self.grace),
+            )
+            .await;
+        purge.abort();
+        self.pool.close();
+        tracing::info!("order-api stopped.");
+        result
+    }
+}
+
+/// Deletes expired idempotency keys now and then, in small batches. Every
+/// replica may run it; the DELETEs are cheap and commute.
+async fn purge_idempotency_keys(pool: Pool, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PURGE_INTERVAL) => {}
+        }
+        let Ok(client) = pool.get().await else {
+            continue;
+        };
+        loop {
+            match order_shared::db::orders::purge_expired_idempotency_keys(&client, 1000).await {
+                Ok(1000) => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(deleted = n, "Purged expired idempotency keys.");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Purging idempotency keys failed.");
+                    break;
+                }
+            }
+        }
+    }
+}

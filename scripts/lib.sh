@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Shared set-up for run.sh and test.sh: PostgreSQL, the Kafka-API broker
+# (Tansu), and the service's default environment. Sourced, not executed.
+# Every step is idempotent: it starts only what is not running yet.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="${RUN_DIR:-$ROOT/.run}"
+LOG_DIR="$RUN_DIR/logs"
+mkdir -p "$LOG_DIR"
+
+PG_VERSION="${PG_VERSION:-15}"
+PG_CLUSTER="${PG_CLUSTER:-main}"
+PG_PORT="${PG_PORT:-5432}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+TANSU_VERSION="0.6.0"
+
+export DATABASE_URL="${DATABASE_URL:-postgres://orders:orders@127.0.0.1:${PG_PORT}/orders}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT}}"
+export JWT_SECRET="${JWT_SECRET:-dev-secret-change-me}"
+export KAFKA_CREATE_TOPICS="${KAFKA_CREATE_TOPICS:-true}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# wait_for CMD... : retry a check for up to $WAIT_SECS seconds (default 60).
+wait_for() {
+  local deadline=$((SECONDS + ${WAIT_SECS:-60}))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.5
+  done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+start_postgres() {
+  command -v pg_ctlcluster >/dev/null ||
+    die "PostgreSQL $PG_VERSION is not installed (apt-get install postgresql-$PG_VERSION)"
+  if ! pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" \
+      '$1==v && $2==c && $4=="online" {found=1} END {exit !found}'; then
+    log "Starting PostgreSQL $PG_VERSION/$PG_CLUSTER"
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
+  fi
+  WAIT_SECS=30 wait_for port_open "$PG_PORT" || die "PostgreSQL did not open port $PG_PORT"
+  WAIT_SECS=30 wait_for as_postgres psql -p "$PG_PORT" -qAtc "SELECT 1" ||
+    die "PostgreSQL does not answer on port $PG_PORT"
+  # The orders role (CREATEDB: the tests create a database each) and database.
+  as_postgres psql -p "$PG_PORT" -qAt -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders') THEN
+    CREATE ROLE orders LOGIN PASSWORD 'orders' CREATEDB;
+  END IF;
+END $$;
+SQL
+  if [ "$(as_postgres psql -p "$PG_PORT" -qAtc "SELECT 1 FROM pg_database WHERE datname='orders'")" != 1 ]; then
+    log "Creating database orders"
+    as_postgres createdb -p "$PG_PORT" -O orders orders
+  fi
+}
+
+ensure_tansu() {
+  if ! command -v tansu >/dev/null; then
+    log "Installing the Tansu broker $TANSU_VERSION from crates.io (once; about 15-20 minutes)"
+    cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql
+  fi
+}
+
+start_tansu() {
+  ensure_tansu
+  if port_open "$KAFKA_PORT"; then
+    return 0
+  fi
+  log "Starting Tansu on 127.0.0.1:$KAFKA_PORT (memory engine; log: $LOG_DIR/tansu.log)"
+  (cd "$RUN_DIR" && nohup tansu broker \
+      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
+    echo $! >"$RUN_DIR/tansu.pid")
+  WAIT_SECS=30 wait_for port_open "$KAFKA_PORT" || die "Tansu did not start; see $LOG_DIR/tansu.log"
+}

@@ -1,0 +1,35 @@
+//! Forward-only migrations (refinery), embedded in the binaries and run only
+//! by the explicit `migrate` subcommand, never implicitly at start.
+
+use super::{DbSettings, pg_config};
+
+refinery::embed_migrations!("../migrations");
+
+/// Advisory lock key that serialises concurrent `migrate` runs.
+const MIGRATION_LOCK: i64 = 0x6f72_6465_725f_6d67; // "order_mg"
+
+/// Applies the pending migrations and returns the names of those applied.
+pub async fn run(settings: &DbSettings) -> anyhow_like::Result<Vec<String>> {
+    let (mut client, connection) = pg_config(settings)?.connect(tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = migrations::runner().run_async(&mut client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    drop(client);
+    task.abort();
+    let applied = report?
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    Ok(applied)
+}
+
+/// A boxed error is all callers need here: `migrate` prints it and exits.
+mod anyhow_like {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}

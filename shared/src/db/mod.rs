@@ -1,0 +1,80 @@
+//! All SQL of the service: the connection pool, migrations and the queries.
+//! Functions take `&impl GenericClient` so that the caller owns the transaction.
+
+pub mod migrate;
+pub mod orders;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use deadpool_postgres::GenericClient;
+
+/// Pool settings, taken from the environment by the binaries.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub url: String,
+    pub pool_size: usize,
+    /// Upper bound for connecting and for waiting on a free connection.
+    pub connect_timeout: Duration,
+    /// Server-side `statement_timeout`, so no request waits on SQL forever.
+    pub statement_timeout: Duration,
+}
+
+/// The `DATABASE_URL` cannot be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("DATABASE_URL is not a valid PostgreSQL connection string: {0}")]
+pub struct BadDatabaseUrl(String);
+
+/// Parses the URL and applies the timeouts; shared by the pool and migrations.
+pub fn pg_config(settings: &DbSettings) -> Result<tokio_postgres::Config, BadDatabaseUrl> {
+    let mut config = tokio_postgres::Config::from_str(&settings.url)
+        .map_err(|e| BadDatabaseUrl(e.to_string()))?;
+    config.connect_timeout(settings.connect_timeout);
+    config.keepalives_idle(Duration::from_secs(30));
+    config.options(format!(
+        "-c statement_timeout={}",
+        settings.statement_timeout.as_millis()
+    ));
+    if config.get_application_name().is_none() {
+        config.application_name("order-service");
+    }
+    Ok(config)
+}
+
+/// Builds the pool. It connects lazily, so a database that is down at start
+/// only makes readiness fail; it recovers by itself when the database returns.
+pub fn build_pool(settings: &DbSettings) -> Result<Pool, BadDatabaseUrl> {
+    let manager = Manager::from_config(
+        pg_config(settings)?,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            // A broken connection is closed (its task ends) and then dropped on recycle.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.connect_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .build()
+        .map_err(|e| BadDatabaseUrl(e.to_string()))
+}
+
+/// Publishes the pool's size and use as gauges (`db_pool_*`).
+pub fn record_pool_metrics(pool: &Pool, service: &'static str) {
+    let status = pool.status();
+    metrics::gauge!("db_pool_connections", "service" => service).set(status.size as f64);
+    metrics::gauge!("db_pool_connections_idle", "service" => service).set(status.available as f64);
+    metrics::gauge!("db_pool_connections_max", "service" => service).set(status.max_size as f64);
+    metrics::gauge!("db_pool_waiting_requests", "service" => service).set(status.waiting as f64);
+}
+
+/// `SELECT 1` through the pool: the readiness check.
+pub async fn ping(pool: &Pool) -> Result<(), crate::StoreError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}

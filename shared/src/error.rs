@@ -1,0 +1,81 @@
+//! The error policy of the data layer: every failure is one of a few kinds,
+//! and each adapter (HTTP, Kafka) maps the kind, never the message.
+
+use crate::domain::OrderStatus;
+use std::error::Error as StdError;
+use tokio_postgres::error::SqlState;
+
+/// Why a data-layer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such order, or not one the caller may see.
+    #[error("order not found")]
+    NotFound,
+    /// The state machine refuses the change.
+    #[error("order is {current}; it cannot become {requested}")]
+    InvalidTransition {
+        current: OrderStatus,
+        requested: OrderStatus,
+    },
+    /// The Idempotency-Key was used before with a different request body.
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyMismatch,
+    /// The database cannot be reached or is shutting down: retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+    /// Any other database failure: a bug or a broken invariant.
+    #[error("database error: {0}")]
+    Database(#[source] tokio_postgres::Error),
+    /// A stored value the code cannot read back.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Transient failures that a retry (later) may cure.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// SQLSTATEs that mean "the server is not there right now".
+fn is_unavailable_state(state: &SqlState) -> bool {
+    let code = state.code();
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources (too many connections)
+        || *state == SqlState::ADMIN_SHUTDOWN
+        || *state == SqlState::CRASH_SHUTDOWN
+        || *state == SqlState::CANNOT_CONNECT_NOW
+        || *state == SqlState::QUERY_CANCELED // statement_timeout
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        let unavailable = err.is_closed()
+            || match err.code() {
+                Some(state) => is_unavailable_state(state),
+                // No SQLSTATE: an I/O or protocol failure of the connection itself.
+                None => err.as_db_error().is_none(),
+            };
+        if unavailable {
+            StoreError::Unavailable(Box::new(err))
+        } else {
+            StoreError::Database(err)
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::from(e),
+            other => StoreError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(err: serde_json::Error) -> Self {
+        StoreError::Corrupt(err.to_string())
+    }
+}

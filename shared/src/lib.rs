@@ -1,0 +1,11 @@
+//! Shared core of the order service: domain rules, SQL, configuration,
+//! telemetry and shutdown, used by both `order-api` and `order-relay`.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::StoreError;
