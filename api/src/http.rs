@@ -142,6 +142,14 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
         let method = req.method().to_string();
         let route = route_label(req.uri().path());
         let span = tracing::info_span!("request", %method, route, trace_id = %trace_id(&req));
+        // PATCH bodies are optional (cancel takes `{reason?}`): read "no
+        // content type" as JSON so that an empty body means "no fields".
+        if req.method() == Method::PATCH && !req.headers().contains_key(header::CONTENT_TYPE) {
+            req.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         let resp = async {
             if let Some(resp) = self.limit_body(&mut req).await {
                 return resp;

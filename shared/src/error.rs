@@ -51,12 +51,12 @@ fn is_unavailable_state(state: &SqlState) -> bool {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
+        let io_failure = err
+            .source()
+            .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some());
         let unavailable = err.is_closed()
-            || match err.code() {
-                Some(state) => is_unavailable_state(state),
-                // No SQLSTATE: an I/O or protocol failure of the connection itself.
-                None => err.as_db_error().is_none(),
-            };
+            || io_failure
+            || err.code().is_some_and(is_unavailable_state);
         if unavailable {
             StoreError::Unavailable(Box::new(err))
         } else {

@@ -9,3 +9,6 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use error::StoreError;
+
+#[cfg(feature = "testing")]
+pub mod testing;

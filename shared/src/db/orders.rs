@@ -5,7 +5,7 @@ use super::GenericClient;
 use crate::StoreError;
 use crate::domain::events::{EventData, OutboxEvent, outbox_event};
 use crate::domain::{HistoryEntry, NewOrder, Order, OrderLine, OrderStatus, TransitionCheck};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -116,7 +116,8 @@ pub async fn create_order(
 ) -> Result<Created, StoreError> {
     // A key can expire between our conflict and our read: try twice.
     for _ in 0..2 {
-        let now = Utc::now();
+        // PostgreSQL keeps microseconds: round now so the answer equals a later read.
+        let now = Utc::now().trunc_subsecs(6);
         let order = Order {
             id: Uuid::now_v7(),
             user_id: req.user_id.to_owned(),
@@ -402,12 +403,12 @@ async fn lock_order(
 
 const APPLY_TRANSITION: &str = "\
 WITH u AS (
-    UPDATE orders SET status = $2, version = $3, updated_at = $4,
+    UPDATE orders SET status = $2, version = $3::bigint, updated_at = $4,
         payment_id = coalesce($5, payment_id),
         carrier = coalesce($6, carrier),
         tracking_number = coalesce($7, tracking_number),
         cancellation_reason = coalesce($8, cancellation_reason)
-    WHERE id = $1 AND version = $3 - 1
+    WHERE id = $1 AND version = $3::bigint - 1
     RETURNING id
 ), h AS (
     INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, created_at)
@@ -415,7 +416,7 @@ WITH u AS (
 ), ob AS (
     INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic,
                         payload, headers, shard)
-    SELECT $12, u.id, $3, $13, $13, $14, $15, $16 FROM u
+    SELECT $12, u.id, $3::bigint, $13, $13, $14, $15, $16 FROM u
 )
 SELECT count(*) FROM u";
 
@@ -440,7 +441,7 @@ pub async fn transition_order(
         TransitionCheck::Apply => {}
     }
     let from = current.status;
-    let now = Utc::now();
+    let now = Utc::now().trunc_subsecs(6);
     let mut order = current;
     order.status = to;
     order.version += 1;

@@ -1,0 +1,12 @@
+//! Integration tests of order-api against a real PostgreSQL: one binary,
+//! one module per area, a fresh database per test.
+
+mod auth;
+mod create;
+mod helpers;
+mod idempotency;
+mod ops;
+mod outage;
+mod read;
+mod services;
+mod transitions;

@@ -1,0 +1,105 @@
+//! Health, metrics, OpenAPI, Swagger UI, CORS and unknown routes.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let app = spawn_app().await;
+    let live = app.http.get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready = app.http.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_orders_and_transitions() {
+    let app = spawn_app().await;
+    let id = id_of(&app.create_order("alice").await);
+    app.patch(&format!("/api/orders/{id}/cancel"), &token("alice", false), None)
+        .await;
+    app.get("/api/orders/not-a-uuid", &token("alice", false)).await;
+
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    for needle in [
+        "http_requests_total{method=\"POST\",route=\"/api/orders\",status=\"201\"}",
+        "http_requests_total{method=\"GET\",route=\"/api/orders/{id}\",status=\"400\"}",
+        "http_request_duration_seconds_bucket{",
+        "orders_created_total",
+        "order_transitions_total{from=\"PENDING\",to=\"CANCELLED\"}",
+        "db_pool_connections_max{service=\"api\"}",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    assert!(!text.contains(&id.to_string()), "no ids in labels");
+}
+
+#[tokio::test]
+async fn openapi_document_and_swagger_ui_are_served() {
+    let app = spawn_app().await;
+    let spec: Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/orders", "/orders/{id}", "/orders/{id}/history", "/orders/{id}/cancel"] {
+        assert!(spec["paths"].get(path).is_some(), "{path} documented");
+    }
+    assert_eq!(spec["servers"][0]["url"], "/api");
+    let docs = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = spawn_app().await;
+    let resp = app.http.get(app.url("/nope")).send().await.unwrap();
+    assert_problem(resp, StatusCode::NOT_FOUND).await;
+    let resp = app
+        .http
+        .delete(app.url("/api/orders"))
+        .bearer_auth(token("alice", false))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, StatusCode::METHOD_NOT_ALLOWED).await;
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let app = spawn_app_with(&[("CORS_ALLOWED_ORIGINS", "https://shop.example.com")]).await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/api/orders"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type,idempotency-key")
+            .send()
+    };
+
+    let allowed = preflight("https://shop.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    let denied = preflight("https://evil.example.com").await.unwrap();
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+}

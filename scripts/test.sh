@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against real services: starts PostgreSQL and the
+# Kafka-API broker (installing Tansu once if missing), checks formatting and
+# lints, then runs every test with cargo-nextest. Non-zero on any failure.
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT" || exit 1
+
+start_postgres
+start_tansu
+
+# Databases left by earlier runs (each test makes its own).
+stale=$(as_postgres psql -p "$PG_PORT" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'")
+for db in $stale; do as_postgres dropdb -p "$PG_PORT" --if-exists "$db" >/dev/null 2>&1 || true; done
+
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+log "Tests (real PostgreSQL at 127.0.0.1:$PG_PORT, real broker at $KAFKA_BROKERS)"
+cargo nextest run --locked --workspace --no-fail-fast --profile ci
