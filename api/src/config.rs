@@ -2,7 +2,7 @@
 
 use crate::auth::{AuthSettings, JwtKey};
 use order_shared::config::{
-    CommonSettings, ConfigError, Env, Secret, millis, optional, parse_in_range, parse_or,
+    CommonSettings, ConfigError, Env, Secret, flag, millis, optional, parse_in_range, parse_or,
 };
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub idempotency_ttl: Duration,
+    /// NOTIFY the relay in the same transaction as each outbox row.
+    pub outbox_notify: bool,
 }
 
 impl ApiSettings {
@@ -55,6 +57,7 @@ impl ApiSettings {
             idempotency_ttl: Duration::from_secs(
                 3600 * parse_in_range(env, "IDEMPOTENCY_KEY_TTL_HOURS", 24_u64, 1..=24 * 30)?,
             ),
+            outbox_notify: flag(env, "OUTBOX_NOTIFY", true)?,
             common,
         })
     }

@@ -48,6 +48,7 @@ impl Application {
             catalog,
             shards: settings.common.outbox_shards,
             idempotency_ttl: settings.idempotency_ttl,
+            notify: settings.outbox_notify,
         };
         let api = OpenApiService::new(orders, "Order service", env!("CARGO_PKG_VERSION"))
             .description(

@@ -54,9 +54,8 @@ impl From<tokio_postgres::Error> for StoreError {
         let io_failure = err
             .source()
             .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some());
-        let unavailable = err.is_closed()
-            || io_failure
-            || err.code().is_some_and(is_unavailable_state);
+        let unavailable =
+            err.is_closed() || io_failure || err.code().is_some_and(is_unavailable_state);
         if unavailable {
             StoreError::Unavailable(Box::new(err))
         } else {

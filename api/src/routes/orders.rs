@@ -36,6 +36,8 @@ pub struct OrdersApi {
     pub catalog: Catalog,
     pub shards: u32,
     pub idempotency_ttl: Duration,
+    /// NOTIFY the relay with each outbox row (`OUTBOX_NOTIFY`).
+    pub notify: bool,
 }
 
 #[derive(ApiResponse)]
@@ -171,6 +173,7 @@ impl OrdersApi {
             actor: &actor,
             traceparent: traceparent.as_deref(),
             shards: self.shards,
+            notify: self.notify,
         };
         let mut client = self
             .pool
@@ -244,6 +247,7 @@ impl OrdersApi {
             idempotency,
             traceparent: traceparent.as_deref(),
             shards: self.shards,
+            notify: self.notify,
         };
         let client = self
             .pool

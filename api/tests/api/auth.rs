@@ -58,16 +58,28 @@ async fn users_on_admin_routes_get_403_and_admins_pass() {
     let ship = json!({"carrier": "UPS", "trackingNumber": "1Z999"});
 
     let resp = app
-        .patch(&format!("/api/orders/{id}/ship"), &token("alice", false), Some(ship.clone()))
+        .patch(
+            &format!("/api/orders/{id}/ship"),
+            &token("alice", false),
+            Some(ship.clone()),
+        )
         .await;
     assert_problem(resp, StatusCode::FORBIDDEN).await;
     let resp = app
-        .patch(&format!("/api/orders/{id}/deliver"), &token("alice", false), None)
+        .patch(
+            &format!("/api/orders/{id}/deliver"),
+            &token("alice", false),
+            None,
+        )
         .await;
     assert_problem(resp, StatusCode::FORBIDDEN).await;
 
     let resp = app
-        .patch(&format!("/api/orders/{id}/ship"), &token("root", true), Some(ship))
+        .patch(
+            &format!("/api/orders/{id}/ship"),
+            &token("root", true),
+            Some(ship),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
@@ -79,7 +91,14 @@ async fn rs256_public_keys_verify_tokens() {
     let private = dir.join("private.pem");
     let public = dir.join("public.pem");
     let ok = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&private)
         .status()
         .expect("openssl is installed")
@@ -111,14 +130,21 @@ async fn rs256_public_keys_verify_tokens() {
         &jsonwebtoken::EncodingKey::from_secret(&std::fs::read(&public).unwrap()),
     )
     .unwrap();
-    assert_problem(app.get("/api/orders", &confused).await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.get("/api/orders", &confused).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
 async fn issuer_and_audience_are_checked_when_configured() {
-    let app = spawn_app_with(&[("JWT_ISSUER", "https://id.example"), ("JWT_AUDIENCE", "orders")])
-        .await;
+    let app = spawn_app_with(&[
+        ("JWT_ISSUER", "https://id.example"),
+        ("JWT_AUDIENCE", "orders"),
+    ])
+    .await;
     let good = order_api::auth::mint_hs256(
         SECRET,
         "alice",
@@ -128,14 +154,34 @@ async fn issuer_and_audience_are_checked_when_configured() {
         Some("orders"),
     )
     .unwrap();
-    let wrong_iss =
-        order_api::auth::mint_hs256(SECRET, "alice", false, 3600, Some("https://evil"), Some("orders"))
-            .unwrap();
-    let no_aud =
-        order_api::auth::mint_hs256(SECRET, "alice", false, 3600, Some("https://id.example"), None)
-            .unwrap();
+    let wrong_iss = order_api::auth::mint_hs256(
+        SECRET,
+        "alice",
+        false,
+        3600,
+        Some("https://evil"),
+        Some("orders"),
+    )
+    .unwrap();
+    let no_aud = order_api::auth::mint_hs256(
+        SECRET,
+        "alice",
+        false,
+        3600,
+        Some("https://id.example"),
+        None,
+    )
+    .unwrap();
 
     assert_eq!(app.get("/api/orders", &good).await.status(), StatusCode::OK);
-    assert_problem(app.get("/api/orders", &wrong_iss).await, StatusCode::UNAUTHORIZED).await;
-    assert_problem(app.get("/api/orders", &no_aud).await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.get("/api/orders", &wrong_iss).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_problem(
+        app.get("/api/orders", &no_aud).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 }

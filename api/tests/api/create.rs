@@ -81,7 +81,11 @@ async fn invalid_orders_get_400_with_every_field_error() {
         "shippingAddress": {"name": "A", "line1": "B", "city": "C", "postalCode": "D", "country": "Germany"}
     });
 
-    let problem = assert_problem(app.post_order("alice", &body).await, StatusCode::BAD_REQUEST).await;
+    let problem = assert_problem(
+        app.post_order("alice", &body).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 
     let fields: Vec<&str> = problem["errors"]
         .as_array()
@@ -156,7 +160,9 @@ async fn body_over_the_limit_is_413_with_or_without_content_length() {
         .post(app.url("/api/orders"))
         .bearer_auth(token("alice", false))
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();

@@ -141,6 +141,7 @@ impl TestApp {
             actor: "test",
             traceparent: None,
             shards: 32,
+            notify: false,
         };
         transition_order(&tx, &t).await.expect("confirm");
         tx.commit().await.unwrap();

@@ -49,14 +49,25 @@ async fn same_key_with_another_body_is_422() {
 #[tokio::test]
 async fn keys_belong_to_one_user_and_expire() {
     let app = spawn_app().await;
-    let a: Value = post_with_key(&app, "alice", "k", &order_body()).await.json().await.unwrap();
-    let b: Value = post_with_key(&app, "bob", "k", &order_body()).await.json().await.unwrap();
+    let a: Value = post_with_key(&app, "alice", "k", &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = post_with_key(&app, "bob", "k", &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_ne!(a["id"], b["id"], "another user's key is another key");
 
     app.db
         .connect()
         .await
-        .execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'", &[])
+        .execute(
+            "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'",
+            &[],
+        )
         .await
         .unwrap();
     let c = post_with_key(&app, "alice", "k", &order_body()).await;

@@ -19,9 +19,14 @@ async fn health_endpoints_answer() {
 async fn metrics_count_requests_orders_and_transitions() {
     let app = spawn_app().await;
     let id = id_of(&app.create_order("alice").await);
-    app.patch(&format!("/api/orders/{id}/cancel"), &token("alice", false), None)
+    app.patch(
+        &format!("/api/orders/{id}/cancel"),
+        &token("alice", false),
+        None,
+    )
+    .await;
+    app.get("/api/orders/not-a-uuid", &token("alice", false))
         .await;
-    app.get("/api/orders/not-a-uuid", &token("alice", false)).await;
 
     let text = app
         .http
@@ -59,7 +64,12 @@ async fn openapi_document_and_swagger_ui_are_served() {
         .await
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/orders", "/orders/{id}", "/orders/{id}/history", "/orders/{id}/cancel"] {
+    for path in [
+        "/orders",
+        "/orders/{id}",
+        "/orders/{id}/history",
+        "/orders/{id}/cancel",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} documented");
     }
     assert_eq!(spec["servers"][0]["url"], "/api");
@@ -91,7 +101,10 @@ async fn cors_allows_only_the_configured_origins() {
             .request(reqwest::Method::OPTIONS, app.url("/api/orders"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization,content-type,idempotency-key")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
             .send()
     };
 
@@ -101,5 +114,10 @@ async fn cors_allows_only_the_configured_origins() {
         "https://shop.example.com"
     );
     let denied = preflight("https://evil.example.com").await.unwrap();
-    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 }

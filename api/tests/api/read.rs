@@ -15,12 +15,24 @@ async fn owners_and_admins_read_an_order_others_get_404() {
     assert_eq!(own.status(), StatusCode::OK);
     assert_eq!(own.json::<Value>().await.unwrap(), order);
 
-    assert_eq!(app.get(&path, &token("root", true)).await.status(), StatusCode::OK);
-    assert_problem(app.get(&path, &token("mallory", false)).await, StatusCode::NOT_FOUND).await;
-    let missing = format!("/api/orders/{}", uuid::Uuid::now_v7());
-    assert_problem(app.get(&missing, &token("alice", false)).await, StatusCode::NOT_FOUND).await;
+    assert_eq!(
+        app.get(&path, &token("root", true)).await.status(),
+        StatusCode::OK
+    );
     assert_problem(
-        app.get("/api/orders/not-a-uuid", &token("alice", false)).await,
+        app.get(&path, &token("mallory", false)).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let missing = format!("/api/orders/{}", uuid::Uuid::now_v7());
+    assert_problem(
+        app.get(&missing, &token("alice", false)).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(
+        app.get("/api/orders/not-a-uuid", &token("alice", false))
+            .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
@@ -46,7 +58,12 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
     let app = spawn_app().await;
     let mut created = Vec::new();
     for _ in 0..5 {
-        created.push(app.create_order("alice").await["id"].as_str().unwrap().to_owned());
+        created.push(
+            app.create_order("alice").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     app.create_order("bob").await;
     created.reverse();
@@ -59,7 +76,10 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
     let third = page(&app, &format!("?limit=2&cursor={cursor}"), &alice).await;
 
     let all: Vec<String> = [ids(&first), ids(&second), ids(&third)].concat();
-    assert_eq!(all, created, "own orders only, newest first, no gaps or repeats");
+    assert_eq!(
+        all, created,
+        "own orders only, newest first, no gaps or repeats"
+    );
     assert!(third.get("nextCursor").is_none());
     assert_eq!(first["items"][0]["items"].as_array().unwrap().len(), 2);
 }
@@ -78,11 +98,22 @@ async fn list_filters_by_status_and_admins_by_user() {
     assert_eq!(ids(&cancelled), vec![a1["id"].as_str().unwrap().to_owned()]);
     assert_eq!(ids(&page(&app, "", &admin).await).len(), 3);
     assert_eq!(ids(&page(&app, "?userId=bob", &admin).await).len(), 1);
-    assert_eq!(ids(&page(&app, "?userId=alice", &token("alice", false)).await).len(), 2);
+    assert_eq!(
+        ids(&page(&app, "?userId=alice", &token("alice", false)).await).len(),
+        2
+    );
 
-    let resp = app.get("/api/orders?userId=bob", &token("alice", false)).await;
+    let resp = app
+        .get("/api/orders?userId=bob", &token("alice", false))
+        .await;
     assert_problem(resp, StatusCode::FORBIDDEN).await;
-    for bad in ["?limit=0", "?limit=101", "?status=LOST", "?cursor=%%%", "?cursor=abcd"] {
+    for bad in [
+        "?limit=0",
+        "?limit=101",
+        "?status=LOST",
+        "?cursor=%%%",
+        "?cursor=abcd",
+    ] {
         let resp = app.get(&format!("/api/orders{bad}"), &admin).await;
         assert_problem(resp, StatusCode::BAD_REQUEST).await;
     }
@@ -118,7 +149,10 @@ async fn history_lists_status_changes_oldest_first() {
     assert_eq!(h[1]["reason"], "changed my mind");
     assert_eq!(h[1]["actor"], "user:alice");
     let other = app
-        .get(&format!("/api/orders/{id}/history"), &token("mallory", false))
+        .get(
+            &format!("/api/orders/{id}/history"),
+            &token("mallory", false),
+        )
         .await;
     assert_problem(other, StatusCode::NOT_FOUND).await;
 }

@@ -79,9 +79,14 @@ async fn the_full_lifecycle_emits_gapless_versions() {
     assert_eq!(shipped["trackingNumber"], "JD0001");
     assert_eq!(shipped["paymentId"], "pay-1");
 
-    let delivered = app.patch(&format!("/api/orders/{id}/deliver"), &admin, None).await;
+    let delivered = app
+        .patch(&format!("/api/orders/{id}/deliver"), &admin, None)
+        .await;
     assert_eq!(delivered.status(), StatusCode::OK);
-    assert_eq!(delivered.json::<Value>().await.unwrap()["status"], "DELIVERED");
+    assert_eq!(
+        delivered.json::<Value>().await.unwrap()["status"],
+        "DELIVERED"
+    );
 
     assert_eq!(
         app.outbox_of(id).await,
@@ -111,7 +116,9 @@ async fn illegal_transitions_are_409_naming_the_current_status() {
     assert_eq!(problem["currentStatus"], "PENDING");
     assert!(problem["detail"].as_str().unwrap().contains("PENDING"));
 
-    let resp = app.patch(&format!("/api/orders/{id}/deliver"), &admin, None).await;
+    let resp = app
+        .patch(&format!("/api/orders/{id}/deliver"), &admin, None)
+        .await;
     assert_problem(resp, StatusCode::CONFLICT).await;
     assert_eq!(app.outbox_of(id).await.len(), 1, "refusals emit nothing");
 }
@@ -133,7 +140,11 @@ async fn ship_needs_carrier_and_tracking_number() {
     let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
     let resp = app
-        .patch(&format!("/api/orders/{id}/ship"), &token("root", true), None)
+        .patch(
+            &format!("/api/orders/{id}/ship"),
+            &token("root", true),
+            None,
+        )
         .await;
     assert_problem(resp, StatusCode::BAD_REQUEST).await;
 }
@@ -144,12 +155,20 @@ async fn users_cannot_cancel_other_users_orders() {
     let id = id_of(&app.create_order("alice").await);
 
     let resp = app
-        .patch(&format!("/api/orders/{id}/cancel"), &token("mallory", false), None)
+        .patch(
+            &format!("/api/orders/{id}/cancel"),
+            &token("mallory", false),
+            None,
+        )
         .await;
 
     assert_problem(resp, StatusCode::NOT_FOUND).await;
     let admin = app
-        .patch(&format!("/api/orders/{id}/cancel"), &token("root", true), None)
+        .patch(
+            &format!("/api/orders/{id}/cancel"),
+            &token("root", true),
+            None,
+        )
         .await;
     assert_eq!(admin.status(), StatusCode::OK);
 }
@@ -171,7 +190,11 @@ async fn a_failed_transition_changes_nothing() {
         .unwrap();
 
     let resp = app
-        .patch(&format!("/api/orders/{id}/cancel"), &token("alice", false), None)
+        .patch(
+            &format!("/api/orders/{id}/cancel"),
+            &token("alice", false),
+            None,
+        )
         .await;
 
     assert_problem(resp, StatusCode::INTERNAL_SERVER_ERROR).await;
@@ -183,7 +206,10 @@ async fn a_failed_transition_changes_nothing() {
         .unwrap();
     assert_eq!(order["status"], "PENDING");
     assert_eq!(order["version"], 1);
-    assert_eq!(app.count("SELECT count(*) FROM order_status_history").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_status_history").await,
+        1
+    );
     assert_eq!(app.outbox_of(id).await.len(), 1);
 }
 
@@ -210,7 +236,11 @@ async fn concurrent_transitions_on_one_order_have_exactly_one_winner() {
     let results = futures_util::future::join_all(requests).await;
 
     let outbox = app.outbox_of(id).await;
-    assert_eq!(outbox.len(), 3, "placed, confirmed, and one winner: {outbox:?}");
+    assert_eq!(
+        outbox.len(),
+        3,
+        "placed, confirmed, and one winner: {outbox:?}"
+    );
     let versions: Vec<i64> = outbox.iter().map(|(_, v)| *v).collect();
     assert_eq!(versions, vec![1, 2, 3]);
     let cancel_won = outbox[2].0 == "order.cancelled";
@@ -222,5 +252,8 @@ async fn concurrent_transitions_on_one_order_have_exactly_one_winner() {
         };
         assert_eq!(status, expected);
     }
-    assert_eq!(app.count("SELECT count(*) FROM order_status_history").await, 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_status_history").await,
+        3
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod migrate;
 pub mod orders;
+pub mod outbox;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;

@@ -64,6 +64,8 @@ pub struct CreateOrder<'a> {
     pub idempotency: Option<IdempotencyKey<'a>>,
     pub traceparent: Option<&'a str>,
     pub shards: u32,
+    /// Send a NOTIFY (the relay's wake-up hint) with the outbox row.
+    pub notify: bool,
 }
 
 /// Whether a create inserted a new order or replayed an earlier one.
@@ -104,8 +106,10 @@ WITH ik AS (
     INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic,
                         payload, headers, shard)
     SELECT $15, o.id, 1, $16, $16, $17, $18, $19 FROM o
+), n AS (
+    SELECT pg_notify('order_outbox', $19::int4::text) FROM o WHERE $20
 )
-SELECT count(*) FROM o";
+SELECT count(*), (SELECT count(*) FROM n) FROM o";
 
 /// Inserts a new order with its `order.placed` outbox row, or, when the same
 /// user already used the Idempotency-Key, returns the order created then.
@@ -178,6 +182,7 @@ pub async fn create_order(
                     &event.payload,
                     &event.headers,
                     &event.shard,
+                    &req.notify,
                 ],
             )
             .await?;
@@ -371,6 +376,8 @@ pub struct Transition<'a> {
     pub actor: &'a str,
     pub traceparent: Option<&'a str>,
     pub shards: u32,
+    /// Send a NOTIFY (the relay's wake-up hint) with the outbox row.
+    pub notify: bool,
 }
 
 /// What a transition did.
@@ -417,8 +424,10 @@ WITH u AS (
     INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic,
                         payload, headers, shard)
     SELECT $12, u.id, $3::bigint, $13, $13, $14, $15, $16 FROM u
+), n AS (
+    SELECT pg_notify('order_outbox', $16::int4::text) FROM u WHERE $17
 )
-SELECT count(*) FROM u";
+SELECT count(*), (SELECT count(*) FROM n) FROM u";
 
 /// Applies a status change: lock the row, check the state machine, bump the
 /// version, write history and outbox. Must run inside the caller's transaction
@@ -505,6 +514,7 @@ pub async fn transition_order(
                 &event.payload,
                 &event.headers,
                 &event.shard,
+                &t.notify,
             ],
         )
         .await?;

@@ -1,0 +1,139 @@
+//! `order-relay` settings, from the environment (DESIGN section 7).
+
+use order_shared::config::{
+    CommonSettings, ConfigError, Env, flag, millis, optional, parse_in_range, parse_or,
+};
+use std::time::Duration;
+
+/// What to do when a row is parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkedPolicy {
+    /// Stop the shard at the parked row until it is replayed (keeps order).
+    Stop,
+    /// Publish the shard's later rows anyway (availability over order).
+    Skip,
+}
+
+/// Kafka client settings.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topic_prefix: String,
+    pub create_topics: bool,
+    pub topic_partitions: i32,
+    pub topic_replication: i32,
+    /// librdkafka `message.timeout.ms`: how long a send may take before it fails.
+    pub message_timeout: Duration,
+    /// librdkafka `message.max.bytes`.
+    pub message_max_bytes: usize,
+}
+
+impl KafkaSettings {
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}{base}", self.topic_prefix)
+    }
+}
+
+/// Everything `order-relay serve` needs.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub common: CommonSettings,
+    pub kafka: KafkaSettings,
+    pub host: String,
+    pub port: u16,
+    pub max_attempts: i32,
+    pub parked_policy: ParkedPolicy,
+    pub batch_size: i64,
+    /// Fallback poll of owned shards when no NOTIFY arrives.
+    pub poll_interval: Duration,
+    /// How often leases are rebalanced among live relays.
+    pub rebalance_interval: Duration,
+}
+
+impl RelaySettings {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let parked_policy = match optional(env, "OUTBOX_PARKED_POLICY").as_deref() {
+            None | Some("stop") => ParkedPolicy::Stop,
+            Some("skip") => ParkedPolicy::Skip,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "OUTBOX_PARKED_POLICY",
+                    format!("expected stop or skip, got {other:?}"),
+                ));
+            }
+        };
+        let topic_prefix = optional(env, "KAFKA_TOPIC_PREFIX").unwrap_or_default();
+        if !topic_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(ConfigError::new(
+                "KAFKA_TOPIC_PREFIX",
+                "may hold only letters, digits, '.', '_' and '-'",
+            ));
+        }
+        Ok(RelaySettings {
+            common: CommonSettings::from_env(env)?,
+            kafka: KafkaSettings {
+                brokers: optional(env, "KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
+                topic_prefix,
+                create_topics: flag(env, "KAFKA_CREATE_TOPICS", false)?,
+                topic_partitions: parse_in_range(env, "KAFKA_TOPIC_PARTITIONS", 6, 1..=10_000)?,
+                topic_replication: parse_in_range(env, "KAFKA_TOPIC_REPLICATION", 1, 1..=10)?,
+                message_timeout: millis(env, "KAFKA_MESSAGE_TIMEOUT_MS", 10_000, 1_000..=600_000)?,
+                message_max_bytes: parse_in_range(
+                    env,
+                    "KAFKA_MESSAGE_MAX_BYTES",
+                    1_000_000,
+                    1_000..=100_000_000,
+                )?,
+            },
+            host: optional(env, "RELAY_HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: parse_or(env, "RELAY_PORT", 3004)?,
+            max_attempts: parse_in_range(env, "OUTBOX_MAX_ATTEMPTS", 10, 1..=1_000_000)?,
+            parked_policy,
+            batch_size: parse_in_range(env, "OUTBOX_BATCH_SIZE", 500, 1..=10_000)?,
+            poll_interval: millis(env, "OUTBOX_POLL_INTERVAL_MS", 500, 10..=60_000)?,
+            rebalance_interval: millis(env, "OUTBOX_REBALANCE_INTERVAL_MS", 1_000, 100..=60_000)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Env {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = RelaySettings::from_env(&env(&[])).unwrap();
+        assert_eq!(s.port, 3004);
+        assert_eq!(s.parked_policy, ParkedPolicy::Stop);
+        assert_eq!(s.kafka.topic("order.placed"), "order.placed");
+        assert!(!s.kafka.create_topics);
+    }
+
+    #[test]
+    fn prefix_applies_and_bad_values_name_the_variable() {
+        let s = RelaySettings::from_env(&env(&[("KAFKA_TOPIC_PREFIX", "staging.")])).unwrap();
+        assert_eq!(s.kafka.topic("order.placed"), "staging.order.placed");
+        for (var, value) in [
+            ("OUTBOX_PARKED_POLICY", "ignore"),
+            ("OUTBOX_MAX_ATTEMPTS", "0"),
+            ("KAFKA_CREATE_TOPICS", "perhaps"),
+            ("KAFKA_TOPIC_PREFIX", "bad prefix"),
+            ("RELAY_PORT", "x"),
+        ] {
+            let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Kafka clients: the idempotent producer (replaceable, see DESIGN section 8
+//! on producer ids), topic creation, the record format, and the split of
+//! errors into "the broker is the problem" and "this record is the problem".
+
+use crate::config::KafkaSettings;
+use order_shared::db::outbox::OutboxRow;
+use order_shared::domain::events::{EVENT_SOURCE, rfc3339};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureProducer;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Base config shared by every client.
+pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", "order-relay")
+        .set("socket.keepalive.enable", "true")
+        .set("log_level", "4");
+    config
+}
+
+/// Idempotent, acks=all, ordered producer settings.
+pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = client_config(settings);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set(
+            "message.timeout.ms",
+            settings.message_timeout.as_millis().to_string(),
+        )
+        .set("message.max.bytes", settings.message_max_bytes.to_string());
+    config
+}
+
+/// The current producer and its generation. A producer that hit a fatal or
+/// producer-id error, or lived through an outage, is replaced by a new one:
+/// the broker may have forgotten its producer id.
+pub struct Producers {
+    config: ClientConfig,
+    generation: AtomicU64,
+    current: Mutex<(u64, FutureProducer)>,
+}
+
+impl std::fmt::Debug for Producers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producers")
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl Producers {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let config = producer_config(settings);
+        let producer: FutureProducer = config.create()?;
+        Ok(Producers {
+            config,
+            generation: AtomicU64::new(0),
+            current: Mutex::new((0, producer)),
+        })
+    }
+
+    /// The producer to use, with its generation.
+    pub fn get(&self) -> (u64, FutureProducer) {
+        let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replaces the producer of `generation` (once, however many callers ask).
+    pub fn replace(&self, generation: u64) {
+        let mut guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.0 != generation {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(producer) => {
+                let next = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                *guard = (next, producer);
+                metrics::counter!("relay_producer_replacements_total").increment(1);
+                tracing::info!(generation = next, "Replaced the Kafka producer.");
+            }
+            Err(err) => tracing::error!(error = %err, "Cannot create a Kafka producer."),
+        }
+    }
+}
+
+/// Creates `topics` (tolerating "already exists").
+pub async fn create_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            NewTopic::new(
+                t,
+                settings.topic_partitions,
+                TopicReplication::Fixed(settings.topic_replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(topic, "Created topic."),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                tracing::error!(topic, error = %code, "Cannot create topic.");
+                return Err(KafkaError::AdminOp(code));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Who is at fault for a failed send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Broker down, timeouts, leadership moves: retry later, count no attempt.
+    Broker,
+    /// The broker does not know the producer any more: replace it, then retry.
+    Producer,
+    /// The topic is missing: create it (when allowed), then retry.
+    MissingTopic,
+    /// Something about this record: count an attempt, park when exhausted.
+    Record,
+}
+
+/// Sorts a send error (DESIGN section 8 lists the broker behaviours).
+pub fn classify(err: &KafkaError) -> Fault {
+    use RDKafkaErrorCode as C;
+    let Some(code) = err.rdkafka_error_code() else {
+        return Fault::Broker;
+    };
+    match code {
+        C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition => Fault::MissingTopic,
+        C::UnknownProducerId
+        | C::OutOfOrderSequenceNumber
+        | C::InvalidProducerEpoch
+        | C::InvalidProducerIdMapping
+        | C::Fatal
+        | C::DuplicateSequenceNumber => Fault::Producer,
+        C::MessageSizeTooLarge
+        | C::InvalidMessage
+        | C::InvalidMessageSize
+        | C::InvalidRecord
+        | C::TopicAuthorizationFailed
+        | C::InvalidTopic
+        | C::PolicyViolation => Fault::Record,
+        _ => Fault::Broker,
+    }
+}
+
+/// CloudEvents 1.0 binary-mode headers, plus `traceparent` when the
+/// request that caused the event had one.
+pub fn record_headers(row: &OutboxRow) -> OwnedHeaders {
+    let id = row.event_id.to_string();
+    let subject = row.order_id.to_string();
+    let time = rfc3339(row.created_at);
+    let mut headers = OwnedHeaders::new_with_capacity(8)
+        .insert(header("ce_specversion", "1.0"))
+        .insert(header("ce_id", &id))
+        .insert(header("ce_type", &row.event_type))
+        .insert(header("ce_source", EVENT_SOURCE))
+        .insert(header("ce_subject", &subject))
+        .insert(header("ce_time", &time))
+        .insert(header("content-type", "application/json"));
+    if let Some(tp) = row.headers.get("traceparent").and_then(|v| v.as_str()) {
+        headers = headers.insert(header("traceparent", tp));
+    }
+    headers
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Headers;
+
+    fn row(headers: serde_json::Value) -> OutboxRow {
+        OutboxRow {
+            id: 1,
+            event_id: uuid::Uuid::now_v7(),
+            order_id: uuid::Uuid::now_v7(),
+            version: 2,
+            event_type: "order.confirmed".into(),
+            topic: "order.confirmed".into(),
+            payload: "{}".into(),
+            headers,
+            created_at: chrono::Utc::now(),
+            attempts: 0,
+            parked: false,
+        }
+    }
+
+    fn as_map(h: &OwnedHeaders) -> std::collections::HashMap<String, String> {
+        h.iter()
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cloudevents_headers_are_complete() {
+        let r = row(serde_json::json!({"traceparent": "00-a-b-01"}));
+        let h = as_map(&record_headers(&r));
+        assert_eq!(h["ce_specversion"], "1.0");
+        assert_eq!(h["ce_id"], r.event_id.to_string());
+        assert_eq!(h["ce_type"], "order.confirmed");
+        assert_eq!(h["ce_source"], "/order-service");
+        assert_eq!(h["ce_subject"], r.order_id.to_string());
+        assert!(h["ce_time"].ends_with('Z'));
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["traceparent"], "00-a-b-01");
+        let plain = as_map(&record_headers(&row(serde_json::json!({}))));
+        assert!(!plain.contains_key("traceparent"));
+    }
+
+    #[test]
+    fn errors_are_sorted_by_fault() {
+        let send = |code| KafkaError::MessageProduction(code);
+        assert_eq!(
+            classify(&send(RDKafkaErrorCode::MessageTimedOut)),
+            Fault::Broker
+        );
+        assert_eq!(
+            classify(&send(RDKafkaErrorCode::AllBrokersDown)),
+            Fault::Broker
+        );
+        assert_eq!(
+            classify(&send(RDKafkaErrorCode::UnknownProducerId)),
+            Fault::Producer
+        );
+        assert_eq!(
+            classify(&send(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            Fault::MissingTopic
+        );
+        assert_eq!(
+            classify(&send(RDKafkaErrorCode::MessageSizeTooLarge)),
+            Fault::Record
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! `order-relay`: publishes the outbox to Kafka in order per order, without
+//! loss, with several replicas at once (shards leased through PostgreSQL).
+
+pub mod config;
+pub mod health;
+pub mod kafka;
+pub mod leases;
+pub mod publisher;
+pub mod startup;
+
+pub use config::RelaySettings;
+pub use startup::Relay;

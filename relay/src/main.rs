@@ -1,0 +1,93 @@
+//! `order-relay [serve | migrate | outbox parked | outbox replay (--id ID | --all)]`
+
+use anyhow::{Context, bail};
+use order_relay::{Relay, RelaySettings};
+use order_shared::config::{CommonSettings, ProcessEnv};
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: order-relay [serve | migrate | outbox parked | outbox replay (--id ID | --all)]";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("order-relay: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Vec<String>) -> anyhow::Result<()> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] | ["serve"] => serve().await,
+        ["migrate"] => migrate().await,
+        ["outbox", "parked"] => parked().await,
+        ["outbox", "replay", "--all"] => replay(None).await,
+        ["outbox", "replay", "--id", id] => {
+            replay(Some(id.parse().context("--id takes an outbox row id")?)).await
+        }
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("unknown command {:?}\n{USAGE}", words.join(" ")),
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let settings = RelaySettings::from_env(&ProcessEnv)?;
+    order_shared::telemetry::init_tracing(settings.common.log_format);
+    let _ = order_shared::telemetry::prometheus();
+    let shutdown = order_shared::shutdown::on_signal();
+    let relay = Relay::build(settings, shutdown).await?;
+    relay.run().await.context("relay failed")
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let common = CommonSettings::from_env(&ProcessEnv)?;
+    let applied = order_shared::db::migrate::run(&common.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    println!("Applied {} migration(s).", applied.len());
+    Ok(())
+}
+
+async fn client() -> anyhow::Result<deadpool_postgres::Client> {
+    let common = CommonSettings::from_env(&ProcessEnv)?;
+    let pool = order_shared::db::build_pool(&common.db)?;
+    pool.get().await.context("DATABASE_URL: cannot connect")
+}
+
+async fn parked() -> anyhow::Result<()> {
+    let rows = order_shared::db::outbox::parked_rows(&client().await?).await?;
+    if rows.is_empty() {
+        println!("No parked outbox rows.");
+        return Ok(());
+    }
+    println!("id\tevent_type\torder_id\tversion\tattempts\tparked_at\tlast_error");
+    for r in rows {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.id,
+            r.event_type,
+            r.order_id,
+            r.version,
+            r.attempts,
+            r.parked_at.to_rfc3339(),
+            r.last_error.unwrap_or_default().replace(['\n', '\t'], " ")
+        );
+    }
+    Ok(())
+}
+
+async fn replay(id: Option<i64>) -> anyhow::Result<()> {
+    let n = order_shared::db::outbox::replay_parked(&client().await?, id).await?;
+    if n == 0 && id.is_some() {
+        bail!("no parked outbox row with that id");
+    }
+    println!("Re-queued {n} parked row(s).");
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Builds the relay (producer, topics, health server) and runs the lease
+//! coordinator until shutdown. Tests start this very `Relay` on port 0.
+
+use crate::config::RelaySettings;
+use crate::health;
+use crate::kafka::{Producers, create_topics};
+use deadpool_postgres::Pool;
+use order_shared::domain::EventType;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{EndpointExt, Route, Server};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Topics the relay consumes, without prefix.
+pub const INBOUND_TOPICS: [&str; 3] =
+    ["payment.authorized", "payment.failed", "inventory.reserved"];
+/// The dead-letter topic, without prefix.
+pub const DLQ_TOPIC: &str = "order-service.dlq";
+
+/// State shared by the coordinator, the shard workers and the health server.
+#[derive(Debug)]
+pub struct RelayContext {
+    pub settings: RelaySettings,
+    pub producers: Producers,
+    /// Every topic the relay produces to or consumes from (prefixed).
+    pub topics: Vec<String>,
+    pub session_ok: AtomicBool,
+    pub broker_ok: AtomicBool,
+    /// When topics were last (re-)created, to rate-limit it.
+    pub topics_checked: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// A bound, not yet running relay.
+pub struct Relay {
+    ctx: Arc<RelayContext>,
+    pool: Pool,
+    acceptor: TcpAcceptor,
+    port: u16,
+    shutdown: CancellationToken,
+}
+
+impl Relay {
+    pub async fn build(
+        settings: RelaySettings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let pool = order_shared::db::build_pool(&settings.common.db)?;
+        let topics: Vec<String> = EventType::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .chain(INBOUND_TOPICS)
+            .chain([DLQ_TOPIC])
+            .map(|t| settings.kafka.topic(t))
+            .collect();
+        if settings.kafka.create_topics {
+            // A broker that is down now is no reason to refuse to start:
+            // publishing re-creates missing topics when it finds them missing.
+            if let Err(err) = create_topics(&settings.kafka, &topics).await {
+                tracing::warn!(error = %err, "Creating topics at start failed; will retry on demand.");
+            }
+        }
+        let producers = Producers::new(&settings.kafka)
+            .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: cannot create a producer: {e}"))?;
+        let addr = format!("{}:{}", settings.host, settings.port);
+        let acceptor = TcpListener::bind(addr.clone())
+            .into_acceptor()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (RELAY_HOST/RELAY_PORT): {e}"))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .unwrap_or(settings.port);
+        let ctx = Arc::new(RelayContext {
+            settings,
+            producers,
+            topics,
+            session_ok: AtomicBool::new(false),
+            broker_ok: AtomicBool::new(true),
+            topics_checked: std::sync::Mutex::new(None),
+        });
+        Ok(Relay {
+            ctx,
+            pool,
+            acceptor,
+            port,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn context(&self) -> Arc<RelayContext> {
+        self.ctx.clone()
+    }
+
+    /// Runs until the shutdown token fires; then lets in-flight batches
+    /// finish (bounded by SHUTDOWN_TIMEOUT_SECS) and releases the leases.
+    pub async fn run(self) -> std::io::Result<()> {
+        let grace = self.ctx.settings.common.shutdown_timeout;
+        let coordinator = tokio::spawn(crate::leases::run(self.ctx.clone(), self.shutdown.clone()));
+        let stats = tokio::spawn(report_stats(self.pool.clone(), self.shutdown.clone()));
+        let app = Route::new()
+            .at("/health/live", poem::get(health::live))
+            .at("/health/ready", poem::get(health::ready))
+            .at("/metrics", poem::get(health::metrics))
+            .data(self.ctx.clone())
+            .data(order_shared::telemetry::prometheus());
+        tracing::info!(
+            port = self.port,
+            "order-relay listening for health and metrics."
+        );
+        let shutdown = self.shutdown.clone();
+        let served = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, async move { shutdown.cancelled().await }, Some(grace))
+            .await;
+        if tokio::time::timeout(grace, coordinator).await.is_err() {
+            tracing::warn!(
+                "Shard workers did not finish within the grace period; abandoning their batches (rows stay in the outbox)."
+            );
+        }
+        stats.abort();
+        let (_, producer) = self.ctx.producers.get();
+        let _ = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.flush(Duration::from_secs(5))
+        })
+        .await;
+        self.pool.close();
+        tracing::info!("order-relay stopped.");
+        served
+    }
+}
+
+/// Backlog gauges every five seconds (the whole outbox, so any replica's
+/// figure is the true one).
+async fn report_stats(pool: Pool, shutdown: CancellationToken) {
+    loop {
+        if let Ok(client) = pool.get().await {
+            match order_shared::db::outbox::stats(&client).await {
+                Ok(s) => {
+                    metrics::gauge!("outbox_backlog").set(s.backlog as f64);
+                    metrics::gauge!("outbox_oldest_age_seconds").set(s.oldest_age_seconds);
+                    metrics::gauge!("outbox_parked").set(s.parked as f64);
+                }
+                Err(e) => tracing::debug!(error = %e, "Reading outbox statistics failed."),
+            }
+        }
+        order_shared::db::record_pool_metrics(&pool, "relay");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

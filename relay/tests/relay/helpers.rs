@@ -1,0 +1,200 @@
+//! Starting relays (in-process or as a process), filling the outbox, and
+//! reading topics to the end (until they stay quiet: Tansu's high watermark
+//! can trail, see DESIGN section 8).
+
+use order_relay::{Relay, RelaySettings};
+use order_shared::testing::TestDb;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// A topic prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("t{}.", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub fn relay_env(
+    db: &TestDb,
+    prefix: &str,
+    brokers: &str,
+    extra: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("KAFKA_BROKERS".into(), brokers.into()),
+        ("KAFKA_TOPIC_PREFIX".into(), prefix.into()),
+        ("KAFKA_CREATE_TOPICS".into(), "true".into()),
+        ("KAFKA_TOPIC_PARTITIONS".into(), "3".into()),
+        ("RELAY_HOST".into(), "127.0.0.1".into()),
+        ("RELAY_PORT".into(), "0".into()),
+        ("OUTBOX_SHARDS".into(), "8".into()),
+        ("OUTBOX_REBALANCE_INTERVAL_MS".into(), "200".into()),
+        ("OUTBOX_POLL_INTERVAL_MS".into(), "100".into()),
+        ("KAFKA_MESSAGE_TIMEOUT_MS".into(), "5000".into()),
+        ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
+    ]);
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    env
+}
+
+pub struct RunningRelay {
+    pub port: u16,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningRelay {
+    /// SIGTERM-like stop: finish batches, release leases.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.handle).await;
+    }
+}
+
+pub async fn spawn_relay(env: HashMap<String, String>) -> RunningRelay {
+    order_shared::telemetry::init_tracing(order_shared::config::LogFormat::Text);
+    let settings = RelaySettings::from_env(&move |n: &str| env.get(n).cloned()).expect("settings");
+    let shutdown = CancellationToken::new();
+    let relay = Relay::build(settings, shutdown.clone())
+        .await
+        .expect("relay");
+    let port = relay.port();
+    let handle = tokio::spawn(relay.run());
+    RunningRelay {
+        port,
+        shutdown,
+        handle,
+    }
+}
+
+/// Inserts `orders` x `versions` outbox rows (version order within each order).
+pub async fn fill_outbox(db: &TestDb, orders: i32, versions: i32, shards: i32) {
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
+             SELECT gen_random_uuid(), o.id, v, 'order.placed', 'order.placed', \
+                    jsonb_build_object('orderId', o.id, 'version', v), \
+                    abs(hashtext(o.id::text)) % $3 \
+             FROM (SELECT gen_random_uuid() AS id, n FROM generate_series(1, $1) n) o, \
+                  generate_series(1, $2) v ORDER BY v, o.n",
+            &[&orders, &versions, &shards],
+        )
+        .await
+        .expect("fill outbox");
+}
+
+pub async fn outbox_count(db: &TestDb) -> i64 {
+    db.connect()
+        .await
+        .query_one("SELECT count(*) FROM outbox", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// One record as read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub key: String,
+    pub value: serde_json::Value,
+    pub headers: HashMap<String, String>,
+}
+
+pub fn consumer(brokers: &str, topics: &[String]) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .expect("consumer");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).expect("subscribe");
+    consumer
+}
+
+/// Reads until `expected` records arrived and then `quiet` passed without
+/// more, or until `deadline`.
+pub async fn read_records(
+    consumer: &StreamConsumer,
+    expected: usize,
+    quiet: Duration,
+    deadline: Duration,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    let end = Instant::now() + deadline;
+    loop {
+        let wait = if out.len() >= expected {
+            quiet
+        } else {
+            Duration::from_millis(500)
+        };
+        if Instant::now() > end {
+            break;
+        }
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Record {
+                    topic: m.topic().to_owned(),
+                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    value: serde_json::from_slice(m.payload().unwrap_or_default())
+                        .unwrap_or_default(),
+                    headers,
+                });
+            }
+            Ok(Err(e)) => panic!("consumer error: {e}"),
+            Err(_) if out.len() >= expected => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// Waits for a condition on the database, polling.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+pub fn topics(prefix: &str, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("{prefix}{n}")).collect()
+}

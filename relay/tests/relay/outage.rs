@@ -1,0 +1,149 @@
+//! The broker goes away while orders are placed: the API keeps answering
+//! 201, the relay backs off and reports not ready, and when the broker
+//! returns (memory engine: empty, and without our producer id) every event
+//! of the outage and after it arrives. This test runs its own Tansu.
+
+use crate::helpers::*;
+use order_shared::testing::fresh_database;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_tansu(port: u16) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/", "--silent"])
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tansu on PATH (./scripts/test.sh installs it)");
+    eventually("tansu listens", Duration::from_secs(20), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    child
+}
+
+#[tokio::test]
+async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let mut tansu = start_tansu(port).await;
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let relay = spawn_relay(relay_env(
+        &db,
+        &prefix,
+        &brokers,
+        &[("KAFKA_MESSAGE_TIMEOUT_MS", "3000")],
+    ))
+    .await;
+    let api = order_api::Application::build(
+        order_api::ApiSettings::from_env(&|n: &str| match n {
+            "DATABASE_URL" => Some(db.url.clone()),
+            "JWT_SECRET" => Some("outage-secret".into()),
+            "API_HOST" => Some("127.0.0.1".into()),
+            "API_PORT" => Some("0".into()),
+            "OUTBOX_SHARDS" => Some("8".into()),
+            _ => None,
+        })
+        .unwrap(),
+        relay.shutdown.child_token(),
+    )
+    .await
+    .unwrap();
+    let api_url = format!("http://127.0.0.1:{}/api/orders", api.port());
+    tokio::spawn(api.run());
+    let token =
+        order_api::auth::mint_hs256("outage-secret", "alice", false, 3600, None, None).unwrap();
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "currency": "USD",
+        "items": [{"productId": "sku-1", "quantity": 1, "unitPrice": 100}],
+        "shippingAddress": {"name": "A", "line1": "B", "city": "C", "postalCode": "D", "country": "US"}
+    });
+    let place = || async {
+        let resp = http
+            .post(&api_url)
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            201,
+            "the API takes orders whatever the broker does"
+        );
+        resp.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    place().await;
+    eventually("first event published", Duration::from_secs(30), || async {
+        outbox_count(&db).await == 0
+    })
+    .await;
+
+    tansu.start_kill().unwrap();
+    tansu.wait().await.unwrap();
+    let mut expected = HashSet::new();
+    for _ in 0..20 {
+        expected.insert(place().await);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        outbox_count(&db).await,
+        20,
+        "nothing deleted without an ack"
+    );
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/health/ready", relay.port))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the broker is down");
+
+    let _tansu = start_tansu(port).await;
+    for _ in 0..10 {
+        expected.insert(place().await);
+    }
+    eventually(
+        "backlog drained after the broker returned",
+        Duration::from_secs(90),
+        || async { outbox_count(&db).await == 0 },
+    )
+    .await;
+    let consumer = consumer(&brokers, &topics(&prefix, &["order.placed"]));
+    let records = read_records(
+        &consumer,
+        30,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    )
+    .await;
+    let got: HashSet<String> = records.iter().map(|r| r.key.clone()).collect();
+    assert!(
+        expected.is_subset(&got),
+        "missing {:?}",
+        expected.difference(&got).collect::<Vec<_>>()
+    );
+    relay.stop().await;
+}

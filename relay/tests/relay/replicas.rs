@@ -1,0 +1,117 @@
+//! Several relays at once: every event arrives, in version order per order;
+//! a relay killed mid-batch loses nothing and the survivor takes over.
+
+use crate::helpers::*;
+use order_shared::testing::fresh_database;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+fn versions_by_order(records: &[Record]) -> HashMap<String, Vec<i64>> {
+    let mut by_order: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in records {
+        by_order
+            .entry(r.key.clone())
+            .or_default()
+            .push(r.value["version"].as_i64().unwrap());
+    }
+    by_order
+}
+
+#[tokio::test]
+async fn three_replicas_publish_5000_events_in_order_per_order() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    fill_outbox(&db, 200, 25, 8).await;
+    let env = relay_env(&db, &prefix, &brokers(), &[("OUTBOX_BATCH_SIZE", "100")]);
+    let relays = vec![
+        spawn_relay(env.clone()).await,
+        spawn_relay(env.clone()).await,
+        spawn_relay(env).await,
+    ];
+    let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
+
+    let records = read_records(
+        &consumer,
+        5000,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .await;
+
+    assert_eq!(records.len(), 5000, "every event exactly once");
+    let by_order = versions_by_order(&records);
+    assert_eq!(by_order.len(), 200);
+    for (order, versions) in by_order {
+        assert_eq!(versions, (1..=25).collect::<Vec<i64>>(), "order {order}");
+    }
+    assert_eq!(outbox_count(&db).await, 0);
+    for relay in relays {
+        relay.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_relay_loses_nothing_and_the_survivor_takes_over() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    fill_outbox(&db, 300, 40, 8).await;
+    let env = relay_env(
+        &db,
+        &prefix,
+        &brokers(),
+        &[("OUTBOX_BATCH_SIZE", "50"), ("RELAY_PORT", "0")],
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-relay"))
+        .arg("serve")
+        .envs(&env)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start order-relay");
+    eventually(
+        "the first relay publishes",
+        Duration::from_secs(60),
+        || async { outbox_count(&db).await < 11_900 },
+    )
+    .await;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.unwrap();
+    let left = outbox_count(&db).await;
+    assert!(left > 0, "killed before the end");
+
+    let survivor = spawn_relay(env).await;
+    let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
+    let records = read_records(
+        &consumer,
+        12_000,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .await;
+
+    let mut seen = HashSet::new();
+    for r in &records {
+        seen.insert((r.key.clone(), r.value["version"].as_i64().unwrap()));
+    }
+    assert_eq!(seen.len(), 12_000, "no event lost");
+    let duplicates = records.len() - seen.len();
+    assert!(
+        duplicates <= 8 * 50,
+        "duplicates only from in-flight batches: {duplicates}"
+    );
+    for (order, versions) in versions_by_order(&records) {
+        let mut firsts = Vec::new();
+        for v in versions {
+            if !firsts.contains(&v) {
+                firsts.push(v);
+            }
+        }
+        assert!(
+            firsts.windows(2).all(|w| w[0] < w[1]),
+            "order {order}: {firsts:?}"
+        );
+    }
+    assert_eq!(outbox_count(&db).await, 0);
+    survivor.stop().await;
+}
