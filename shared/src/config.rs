@@ -44,6 +44,15 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
     }
 }
 
+/// A fixed set of variables (tests, tools): `from_pairs(&[("API_PORT", "0")])`.
+pub fn from_pairs(pairs: &[(&str, &str)]) -> impl Env + use<> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
 /// The value, trimmed; empty counts as unset.
 pub fn optional(env: &impl Env, name: &str) -> Option<String> {
     env.get(name)
@@ -190,14 +199,9 @@ impl CommonSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Env {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name: &str| map.get(name).cloned()
+        from_pairs(pairs)
     }
 
     #[test]
