@@ -34,11 +34,71 @@ impl KafkaSettings {
     }
 }
 
+/// The inbound side: consumer group, topics, dead letters, inbox retention.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub enabled: bool,
+    pub group_id: String,
+    /// `group.instance.id` (static membership): a replica restarted under
+    /// the same name takes its partitions back without a full rebalance.
+    pub instance_id: String,
+    /// Base names (before the prefix).
+    pub payment_authorized_topic: String,
+    pub payment_failed_topic: String,
+    pub inventory_reserved_topic: String,
+    pub dlq_topic: String,
+    pub inbox_retention: Duration,
+    pub session_timeout: Duration,
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "order-relay".to_owned())
+}
+
+impl ConsumerSettings {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let topic = |var: &str, default: &str| {
+            let name = optional(env, var).unwrap_or_else(|| default.to_owned());
+            if name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                Ok(name)
+            } else {
+                Err(ConfigError::new(
+                    var,
+                    "may hold only letters, digits, '.', '_' and '-'",
+                ))
+            }
+        };
+        Ok(ConsumerSettings {
+            enabled: flag(env, "CONSUMER_ENABLED", true)?,
+            group_id: optional(env, "KAFKA_CONSUMER_GROUP")
+                .unwrap_or_else(|| "order-service".into()),
+            instance_id: optional(env, "RELAY_INSTANCE_ID").unwrap_or_else(host_name),
+            payment_authorized_topic: topic("TOPIC_PAYMENT_AUTHORIZED", "payment.authorized")?,
+            payment_failed_topic: topic("TOPIC_PAYMENT_FAILED", "payment.failed")?,
+            inventory_reserved_topic: topic("TOPIC_INVENTORY_RESERVED", "inventory.reserved")?,
+            dlq_topic: topic("KAFKA_DLQ_TOPIC", "order-service.dlq")?,
+            inbox_retention: Duration::from_secs(
+                3600 * parse_in_range(env, "INBOX_RETENTION_HOURS", 168_u64, 1..=24 * 365)?,
+            ),
+            session_timeout: millis(env, "KAFKA_SESSION_TIMEOUT_MS", 10_000, 1_000..=300_000)?,
+        })
+    }
+}
+
 /// Everything `order-relay serve` needs.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
     pub common: CommonSettings,
     pub kafka: KafkaSettings,
+    pub consumer: ConsumerSettings,
     pub host: String,
     pub port: u16,
     pub max_attempts: i32,
@@ -48,6 +108,8 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// How often leases are rebalanced among live relays.
     pub rebalance_interval: Duration,
+    /// NOTIFY with the outbox rows the consumer writes (`OUTBOX_NOTIFY`).
+    pub outbox_notify: bool,
 }
 
 impl RelaySettings {
@@ -88,6 +150,7 @@ impl RelaySettings {
                     1_000..=100_000_000,
                 )?,
             },
+            consumer: ConsumerSettings::from_env(env)?,
             host: optional(env, "RELAY_HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port: parse_or(env, "RELAY_PORT", 3004)?,
             max_attempts: parse_in_range(env, "OUTBOX_MAX_ATTEMPTS", 10, 1..=1_000_000)?,
@@ -95,6 +158,7 @@ impl RelaySettings {
             batch_size: parse_in_range(env, "OUTBOX_BATCH_SIZE", 500, 1..=10_000)?,
             poll_interval: millis(env, "OUTBOX_POLL_INTERVAL_MS", 500, 10..=60_000)?,
             rebalance_interval: millis(env, "OUTBOX_REBALANCE_INTERVAL_MS", 1_000, 100..=60_000)?,
+            outbox_notify: flag(env, "OUTBOX_NOTIFY", true)?,
         })
     }
 }
@@ -123,6 +187,8 @@ mod tests {
             ("KAFKA_CREATE_TOPICS", "perhaps"),
             ("KAFKA_TOPIC_PREFIX", "bad prefix"),
             ("RELAY_PORT", "x"),
+            ("TOPIC_PAYMENT_FAILED", "pay ments"),
+            ("INBOX_RETENTION_HOURS", "0"),
         ] {
             let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

@@ -16,8 +16,9 @@ pub fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the relay's database session is open and the broker answers a
-/// metadata request within two seconds.
+/// Ready when the relay's database session is open, the broker answers a
+/// metadata request within two seconds, and the consumer is not stuck
+/// retrying an event.
 #[handler]
 pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
     let database = if ctx.session_ok.load(Ordering::Relaxed) {
@@ -39,10 +40,17 @@ pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
         Ok(Err(e)) => format!("unreachable: {e}"),
         Err(e) => format!("probe failed: {e}"),
     };
-    let ok = database == "ok" && broker == "ok";
+    let consumer = if !ctx.settings.consumer.enabled {
+        "disabled"
+    } else if ctx.consumer_ok.load(Ordering::Relaxed) {
+        "ok"
+    } else {
+        "retrying a failed event"
+    };
+    let ok = database == "ok" && broker == "ok" && consumer != "retrying a failed event";
     let body = Json(json!({
         "status": if ok { "ready" } else { "not ready" },
-        "checks": { "database": database, "broker": broker },
+        "checks": { "database": database, "broker": broker, "consumer": consumer },
     }));
     if ok {
         body.into_response()

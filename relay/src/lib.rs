@@ -1,7 +1,9 @@
 //! `order-relay`: publishes the outbox to Kafka in order per order, without
-//! loss, with several replicas at once (shards leased through PostgreSQL).
+//! loss, with several replicas at once (shards leased through PostgreSQL),
+//! and applies payment and inventory events once per idempotency key.
 
 pub mod config;
+pub mod consumer;
 pub mod health;
 pub mod kafka;
 pub mod leases;

@@ -28,6 +28,8 @@ pub struct RelayContext {
     pub topics: Vec<String>,
     pub session_ok: AtomicBool,
     pub broker_ok: AtomicBool,
+    /// False while the consumer retries a transient failure.
+    pub consumer_ok: AtomicBool,
     /// When topics were last (re-)created, to rate-limit it.
     pub topics_checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -47,11 +49,16 @@ impl Relay {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let pool = order_shared::db::build_pool(&settings.common.db)?;
+        let c = &settings.consumer;
         let topics: Vec<String> = EventType::ALL
             .iter()
             .map(|t| t.as_str())
-            .chain(INBOUND_TOPICS)
-            .chain([DLQ_TOPIC])
+            .chain([
+                c.payment_authorized_topic.as_str(),
+                c.payment_failed_topic.as_str(),
+                c.inventory_reserved_topic.as_str(),
+                c.dlq_topic.as_str(),
+            ])
             .map(|t| settings.kafka.topic(t))
             .collect();
         if settings.kafka.create_topics {
@@ -79,6 +86,7 @@ impl Relay {
             topics,
             session_ok: AtomicBool::new(false),
             broker_ok: AtomicBool::new(true),
+            consumer_ok: AtomicBool::new(true),
             topics_checked: std::sync::Mutex::new(None),
         });
         Ok(Relay {
@@ -104,6 +112,18 @@ impl Relay {
         let grace = self.ctx.settings.common.shutdown_timeout;
         let coordinator = tokio::spawn(crate::leases::run(self.ctx.clone(), self.shutdown.clone()));
         let stats = tokio::spawn(report_stats(self.pool.clone(), self.shutdown.clone()));
+        let consumer = self.ctx.settings.consumer.enabled.then(|| {
+            tokio::spawn(crate::consumer::run(
+                self.ctx.clone(),
+                self.pool.clone(),
+                self.shutdown.clone(),
+            ))
+        });
+        let purge = tokio::spawn(crate::consumer::purge_inbox(
+            self.pool.clone(),
+            self.ctx.settings.consumer.inbox_retention,
+            self.shutdown.clone(),
+        ));
         let app = Route::new()
             .at("/health/live", poem::get(health::live))
             .at("/health/ready", poem::get(health::ready))
@@ -123,7 +143,13 @@ impl Relay {
                 "Shard workers did not finish within the grace period; abandoning their batches (rows stay in the outbox)."
             );
         }
+        if let Some(consumer) = consumer
+            && tokio::time::timeout(grace, consumer).await.is_err()
+        {
+            tracing::warn!("The consumer did not stop within the grace period.");
+        }
         stats.abort();
+        purge.abort();
         let (_, producer) = self.ctx.producers.get();
         let _ = tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;

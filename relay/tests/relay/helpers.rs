@@ -39,6 +39,14 @@ pub fn relay_env(
         ("OUTBOX_POLL_INTERVAL_MS".into(), "100".into()),
         ("KAFKA_MESSAGE_TIMEOUT_MS".into(), "5000".into()),
         ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
+        (
+            "KAFKA_CONSUMER_GROUP".into(),
+            format!("group-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        (
+            "RELAY_INSTANCE_ID".into(),
+            format!("relay-{}", uuid::Uuid::new_v4().simple()),
+        ),
     ]);
     for (k, v) in extra {
         env.insert((*k).into(), (*v).into());
@@ -60,7 +68,18 @@ impl RunningRelay {
     }
 }
 
+/// Starts a relay in-process as a new group member (its own `RELAY_INSTANCE_ID`).
 pub async fn spawn_relay(env: HashMap<String, String>) -> RunningRelay {
+    let mut env = env;
+    env.insert(
+        "RELAY_INSTANCE_ID".into(),
+        format!("relay-{}", uuid::Uuid::new_v4().simple()),
+    );
+    spawn_relay_as(env).await
+}
+
+/// Starts a relay in-process with exactly the given environment.
+pub async fn spawn_relay_as(env: HashMap<String, String>) -> RunningRelay {
     order_shared::telemetry::init_tracing(order_shared::config::LogFormat::Text);
     let settings = RelaySettings::from_env(&move |n: &str| env.get(n).cloned()).expect("settings");
     let shutdown = CancellationToken::new();
@@ -197,4 +216,35 @@ where
 
 pub fn topics(prefix: &str, names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("{prefix}{n}")).collect()
+}
+
+/// Produces one record (as the payment or inventory service would).
+pub async fn produce(brokers: &str, topic: &str, key: &str, value: &str, ce_id: Option<&str>) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let mut headers = OwnedHeaders::new().insert(Header {
+        key: "content-type",
+        value: Some("application/json"),
+    });
+    if let Some(id) = ce_id {
+        headers = headers.insert(Header {
+            key: "ce_id",
+            value: Some(id),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(value)
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
 }

@@ -1,6 +1,7 @@
 //! All SQL of the service: the connection pool, migrations and the queries.
 //! Functions take `&impl GenericClient` so that the caller owns the transaction.
 
+pub mod inbox;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;

@@ -1,0 +1,245 @@
+//! Benchmark helpers for `./scripts/bench-relay.sh` (not a test).
+//!
+//! `bench producer --brokers B --topic T --count N`
+//!     a raw rdkafka producer (same settings and record shape as the relay):
+//!     the broker-side limit.
+//! `bench latency --api URL --token JWT --brokers B --topic T --rate R --secs S`
+//!     places R orders/s through the API for S seconds and measures, per
+//!     order, the time from the API's 201 (after commit) to the record's
+//!     arrival at a consumer: commit -> ack plus the consumer's fetch.
+
+use order_relay::config::KafkaSettings;
+use order_relay::kafka::{create_topics, producer_config};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn kafka(brokers: &str) -> KafkaSettings {
+    KafkaSettings {
+        brokers: brokers.to_owned(),
+        topic_prefix: String::new(),
+        create_topics: true,
+        topic_partitions: 6,
+        topic_replication: 1,
+        message_timeout: Duration::from_secs(30),
+        message_max_bytes: 1_000_000,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let brokers = arg(&args, "--brokers", "127.0.0.1:9092");
+    let topic = arg(&args, "--topic", "bench.raw");
+    match args.first().map(String::as_str) {
+        Some("producer") => {
+            producer(&brokers, &topic, arg(&args, "--count", "200000").parse()?).await
+        }
+        Some("latency") => {
+            latency(
+                &arg(&args, "--api", "http://127.0.0.1:3003"),
+                &arg(&args, "--token", ""),
+                &brokers,
+                &topic,
+                arg(&args, "--rate", "1000").parse()?,
+                arg(&args, "--secs", "20").parse()?,
+            )
+            .await
+        }
+        _ => anyhow::bail!("usage: bench producer|latency [options]"),
+    }
+}
+
+async fn producer(brokers: &str, topic: &str, count: usize) -> anyhow::Result<()> {
+    let settings = kafka(brokers);
+    create_topics(&settings, &[topic.to_owned()]).await?;
+    let producer: FutureProducer = producer_config(&settings).create()?;
+    let payload = format!(
+        "{{\"eventId\":\"{}\",\"eventType\":\"order.placed\",\"occurredAt\":\"2026-01-01T00:00:00.000Z\",\
+         \"orderId\":\"{}\",\"userId\":\"alice\",\"version\":1,\"data\":{{\"items\":[{{\"productId\":\"sku-1\",\
+         \"quantity\":2,\"unitPrice\":1999,\"lineTotal\":3998}}],\"totalAmount\":3998,\"currency\":\"USD\"}}}}",
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7()
+    );
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(count);
+    for i in 0..count {
+        let key = uuid::Uuid::now_v7().to_string();
+        let id = uuid::Uuid::now_v7().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "ce_specversion",
+                value: Some("1.0"),
+            })
+            .insert(Header {
+                key: "ce_id",
+                value: Some(id.as_str()),
+            })
+            .insert(Header {
+                key: "ce_type",
+                value: Some("order.placed"),
+            })
+            .insert(Header {
+                key: "ce_source",
+                value: Some("/order-service"),
+            })
+            .insert(Header {
+                key: "ce_subject",
+                value: Some(key.as_str()),
+            })
+            .insert(Header {
+                key: "ce_time",
+                value: Some("2026-01-01T00:00:00.000Z"),
+            })
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            });
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        match producer.send_result(record) {
+            Ok(f) => pending.push(f),
+            Err((e, _)) => anyhow::bail!("send {i}: {e}"),
+        }
+        // Keep the local queue bounded like the relay's batches do.
+        if pending.len() >= 50_000 {
+            for f in pending.drain(..) {
+                f.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for f in pending {
+        f.await?.map_err(|(e, _)| e)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "raw producer: {count} records ({} bytes each) in {secs:.2} s = {:.0} records/s",
+        payload.len(),
+        count as f64 / secs
+    );
+    Ok(())
+}
+
+async fn latency(
+    api: &str,
+    token: &str,
+    brokers: &str,
+    topic: &str,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    // Wait for the assignment so that "latest" is fixed before we start.
+    let join = Instant::now();
+    while consumer.assignment()?.count() == 0 && join.elapsed() < Duration::from_secs(30) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "currency": "USD",
+        "items": [{"productId": "sku-1", "quantity": 2, "unitPrice": 1999}],
+        "shippingAddress": {"name": "Bench", "line1": "1 Main St", "city": "X", "postalCode": "1", "country": "US"}
+    });
+    let url = format!("{api}/api/orders");
+    let total = rate * secs;
+    let producer = tokio::spawn({
+        let token = token.to_owned();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..total {
+                tick.tick().await;
+                let (http, url, token, body, tx) = (
+                    http.clone(),
+                    url.clone(),
+                    token.clone(),
+                    body.clone(),
+                    tx.clone(),
+                );
+                tasks.spawn(async move {
+                    if let Ok(resp) = http.post(&url).bearer_auth(&token).json(&body).send().await {
+                        let done = Instant::now();
+                        if resp.status() == 201
+                            && let Ok(v) = resp.json::<serde_json::Value>().await
+                            && let Some(id) = v["id"].as_str()
+                        {
+                            let _ = tx.send((id.to_owned(), done));
+                        }
+                    }
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    });
+
+    let mut committed: HashMap<String, Instant> = HashMap::new();
+    let mut arrived: HashMap<String, Instant> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(secs + 30);
+    while Instant::now() < deadline && arrived.len() < total as usize {
+        tokio::select! {
+            Some((id, at)) = rx.recv() => { committed.insert(id, at); }
+            msg = tokio::time::timeout(Duration::from_millis(200), consumer.recv()) => {
+                if let Ok(Ok(m)) = msg {
+                    let at = Instant::now();
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                    arrived.entry(key).or_insert(at);
+                }
+            }
+        }
+        if producer.is_finished() && committed.len() == arrived.len() && !committed.is_empty() {
+            break;
+        }
+    }
+    while let Ok((id, at)) = rx.try_recv() {
+        committed.insert(id, at);
+    }
+    let mut lat: Vec<f64> = committed
+        .iter()
+        .filter_map(|(id, c)| {
+            arrived
+                .get(id)
+                .map(|a| a.saturating_duration_since(*c).as_secs_f64() * 1e3)
+        })
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "latency at {rate} orders/s for {secs} s: {} placed, {} arrived; commit->consumer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        committed.len(),
+        lat.len(),
+        pct(0.50),
+        pct(0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}

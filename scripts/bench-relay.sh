@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Reproducible relay benchmark (not a test). One run, one machine, one broker:
+#   (a) the limits: a raw rdkafka producer's rate for the same records, and
+#       PostgreSQL's own rate of claiming + deleting the same outbox rows in
+#       batches, server-side;
+#   (b) the relay's drain rate of N pre-filled rows with 1 and 3 replicas;
+#   (c) commit -> consumer latency p50/p99 at a steady order rate through the API.
+# Usage: ./scripts/bench-relay.sh [ROWS=200000] [RATE=1000] [SECS=20]
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT" || exit 1
+
+ROWS="${1:-200000}"
+RATE="${2:-1000}"
+SECS="${3:-20}"
+SHARDS=32
+BENCH_DB=orders_bench
+BENCH_URL="postgres://orders:orders@127.0.0.1:${PG_PORT}/${BENCH_DB}"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do
+    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+start_postgres
+start_tansu
+log "Building release binaries and the bench tool"
+cargo build --release --locked --bins --example bench -p order-api -p order-relay
+
+as_postgres dropdb -p "$PG_PORT" --if-exists "$BENCH_DB" >/dev/null
+as_postgres createdb -p "$PG_PORT" -O orders "$BENCH_DB"
+DATABASE_URL="$BENCH_URL" ./target/release/order-api migrate >/dev/null
+psql_b() { psql "$BENCH_URL" -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+fill() {
+  psql_b -c "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard)
+    SELECT gen_random_uuid(), o.id, v, 'order.placed', 'order.placed',
+      jsonb_build_object('eventId', gen_random_uuid(), 'eventType', 'order.placed',
+        'occurredAt', '2026-01-01T00:00:00.000Z', 'orderId', o.id, 'userId', 'alice', 'version', v,
+        'data', jsonb_build_object('items', jsonb_build_array(jsonb_build_object('productId', 'sku-1',
+          'quantity', 2, 'unitPrice', 1999, 'lineTotal', 3998)), 'totalAmount', 3998, 'currency', 'USD')),
+      abs(hashtext(o.id::text)) % $SHARDS
+    FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $ROWS / 5)) o, generate_series(1, 5) v
+    ORDER BY v;" >/dev/null
+  psql_b -c "VACUUM ANALYZE outbox" >/dev/null
+}
+count() { psql_b -c "SELECT count(*) FROM outbox"; }
+now_ms() { date +%s%3N; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -sr); PostgreSQL $(psql_b -c 'SHOW server_version'); broker: Tansu $TANSU_VERSION (memory engine)"
+
+log "(a1) raw producer limit"
+./target/release/examples/bench producer --brokers "$KAFKA_BROKERS" --topic "bench.raw.$(date +%s)" --count "$ROWS"
+
+log "(a2) PostgreSQL claim + delete limit (server-side, batches of 500 per shard)"
+fill
+psql_b <<'SQL'
+DO $$
+DECLARE ids bigint[]; bytes bigint; n bigint := 0; t0 timestamptz := clock_timestamp(); secs float8;
+BEGIN
+  FOR s IN 0..31 LOOP
+    LOOP
+      SELECT array_agg(id), sum(length(payload::text)) INTO ids, bytes
+        FROM (SELECT id, payload FROM outbox WHERE shard = s AND parked_at IS NULL ORDER BY id LIMIT 500) x;
+      EXIT WHEN ids IS NULL;
+      DELETE FROM outbox WHERE id = ANY(ids);
+      n := n + cardinality(ids);
+    END LOOP;
+  END LOOP;
+  secs := extract(epoch FROM clock_timestamp() - t0);
+  RAISE NOTICE 'postgres claim+delete: % rows in % s = % rows/s', n, round(secs::numeric, 2), round((n / secs)::numeric);
+END $$;
+SQL
+
+drain() {
+  local replicas=$1 prefix
+  prefix="bench.d$1.$(date +%s)."
+  fill
+  local start; start=$(now_ms)
+  for i in $(seq 1 "$replicas"); do
+    DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="$prefix" RELAY_PORT=$((3110 + i)) \
+      RUST_LOG=warn ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
+    PIDS+=($!)
+  done
+  until [ "$(count)" = 0 ]; do sleep 0.2; done
+  local ms=$(( $(now_ms) - start ))
+  echo "relay drain, $replicas replica(s): $ROWS rows in $((ms / 1000)).$(( (ms % 1000) / 100 )) s = $(( ROWS * 1000 / ms )) events/s (includes start-up and topic creation)"
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  PIDS=()
+}
+log "(b) relay drain rate"
+drain 1
+drain 3
+
+log "(c) commit -> consumer latency at $RATE orders/s for $SECS s"
+prefix="bench.lat.$(date +%s)."
+DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS API_PORT=3110 RUST_LOG=warn \
+  ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
+PIDS+=($!)
+DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="$prefix" RELAY_PORT=3111 RUST_LOG=warn \
+  ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
+PIDS+=($!)
+WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3110/health/ready
+WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3111/health/ready
+TOKEN=$(./target/release/order-api token --sub bench)
+./target/release/examples/bench latency --api http://127.0.0.1:3110 --token "$TOKEN" \
+  --brokers "$KAFKA_BROKERS" --topic "${prefix}order.placed" --rate "$RATE" --secs "$SECS"
+curl -fsS http://127.0.0.1:3111/metrics | grep -E '^outbox_publish_latency_seconds_(bucket\{le="0.0(05|1|25)"|count)' || true
