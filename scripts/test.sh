@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real services: starts PostgreSQL and the
 # Kafka-API broker (installing Tansu once if missing), checks formatting and
-# lints, then runs every test with cargo-nextest. Non-zero on any failure.
+# lints, runs the deployment checks (scripts/check-deploy.sh), then every
+# test with cargo-nextest. Non-zero on any failure.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT" || exit 1
@@ -19,5 +20,10 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+status=0
+log "Deployment checks (compose, chart, alerts, a real Prometheus scrape)"
+"$ROOT/scripts/check-deploy.sh" || status=$?
 log "Tests (real PostgreSQL at 127.0.0.1:$PG_PORT, real broker at $KAFKA_BROKERS)"
-cargo nextest run --locked --workspace --no-fail-fast --profile ci
+# Last, so that the runner's summary closes the output.
+cargo nextest run --locked --workspace --no-fail-fast --profile ci || status=$?
+exit "$status"

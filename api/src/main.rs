@@ -1,11 +1,12 @@
-//! `order-api [serve | migrate | token --sub NAME [--admin] [--ttl SECS]]`
+//! `order-api [serve | migrate | healthcheck | token --sub NAME [--admin] [--ttl SECS]]`
 
 use anyhow::{Context, bail};
 use order_api::{ApiSettings, Application};
 use order_shared::config::{CommonSettings, ProcessEnv};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: order-api [serve | migrate | token --sub NAME [--admin] [--ttl SECS]]";
+const USAGE: &str =
+    "usage: order-api [serve | migrate | healthcheck | token --sub NAME [--admin] [--ttl SECS]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,6 +23,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("serve") => serve().await,
         Some("migrate") => migrate().await,
+        Some("healthcheck") => healthcheck().await,
         Some("token") => token(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -54,6 +56,18 @@ async fn migrate() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Exit 0 when the local API is ready (container health checks).
+async fn healthcheck() -> anyhow::Result<()> {
+    let port = order_shared::config::parse_or(&ProcessEnv, "API_PORT", 3003_u16)?;
+    let ready =
+        order_shared::probe::http_ok(port, "/health/ready", std::time::Duration::from_secs(3));
+    if ready.await {
+        Ok(())
+    } else {
+        bail!("http://127.0.0.1:{port}/health/ready is not ready")
+    }
 }
 
 fn token(args: &[String]) -> anyhow::Result<()> {

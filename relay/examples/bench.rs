@@ -3,6 +3,10 @@
 //! `bench producer --brokers B --topic T --count N`
 //!     a raw rdkafka producer (same settings and record shape as the relay):
 //!     the broker-side limit.
+//! `bench ping --brokers B --topic T --count N`
+//!     sends one record at a time: the broker's acknowledgement latency.
+//! `bench latency --api URL --token JWT --relay-metrics URL --rate R --secs S`
+//!     the same load; p50/p99 of the relay's own commit -> ack histogram.
 //! `bench latency --api URL --token JWT --brokers B --topic T --rate R --secs S`
 //!     places R orders/s through the API for S seconds and measures, per
 //!     order, the time from the API's 201 (after commit) to the record's
@@ -33,6 +37,7 @@ fn kafka(brokers: &str) -> KafkaSettings {
         topic_replication: 1,
         message_timeout: Duration::from_secs(30),
         message_max_bytes: 1_000_000,
+        linger: Duration::from_millis(5),
     }
 }
 
@@ -44,6 +49,17 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("producer") => {
             producer(&brokers, &topic, arg(&args, "--count", "200000").parse()?).await
+        }
+        Some("ping") => ping(&brokers, &topic, arg(&args, "--count", "200").parse()?).await,
+        Some("latency") if args.iter().any(|a| a == "--relay-metrics") => {
+            ack_latency(
+                &arg(&args, "--api", "http://127.0.0.1:3003"),
+                &arg(&args, "--token", ""),
+                &arg(&args, "--relay-metrics", ""),
+                arg(&args, "--rate", "1000").parse()?,
+                arg(&args, "--secs", "20").parse()?,
+            )
+            .await
         }
         Some("latency") => {
             latency(
@@ -128,6 +144,134 @@ async fn producer(brokers: &str, topic: &str, count: usize) -> anyhow::Result<()
         "raw producer: {count} records ({} bytes each) in {secs:.2} s = {:.0} records/s",
         payload.len(),
         count as f64 / secs
+    );
+    Ok(())
+}
+
+/// Places `rate` orders/s for `secs` seconds; returns how many got a 201.
+async fn place_orders(api: &str, token: &str, rate: u64, secs: u64) -> usize {
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "currency": "USD",
+        "items": [{"productId": "sku-1", "quantity": 2, "unitPrice": 1999}],
+        "shippingAddress": {"name": "Bench", "line1": "1 Main St", "city": "X", "postalCode": "1", "country": "US"}
+    });
+    let url = format!("{api}/api/orders");
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..rate * secs {
+        tick.tick().await;
+        let (http, url, token, body) = (http.clone(), url.clone(), token.to_owned(), body.clone());
+        tasks.spawn(async move {
+            matches!(http.post(&url).bearer_auth(&token).json(&body).send().await,
+                Ok(r) if r.status() == 201)
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = tasks.join_next().await {
+        ok += usize::from(matches!(done, Ok(true)));
+    }
+    ok
+}
+
+/// `(upper bound, cumulative count)` of `outbox_publish_latency_seconds`.
+async fn latency_buckets(url: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let text = reqwest::get(url).await?.text().await?;
+    let mut buckets = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("outbox_publish_latency_seconds_bucket{le=\"") else {
+            continue;
+        };
+        let Some((le, count)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse()?
+        };
+        buckets.push((le, count.trim().parse()?));
+    }
+    Ok(buckets)
+}
+
+/// The quantile `q` of a cumulative histogram, interpolated inside its bucket.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map(|b| b.1).unwrap_or(0.0);
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if !le.is_finite() {
+                return lower.0;
+            }
+            let inside = (count - lower.1).max(1.0);
+            return lower.0 + (le - lower.0) * ((rank - lower.1) / inside);
+        }
+        lower = (le, count);
+    }
+    f64::NAN
+}
+
+/// Commit -> ack latency as the relay measures it (created_at -> broker ack),
+/// from its histogram before and after a steady load through the API.
+async fn ack_latency(
+    api: &str,
+    token: &str,
+    metrics: &str,
+    rate: u64,
+    secs: u64,
+) -> anyhow::Result<()> {
+    let before = latency_buckets(metrics).await?;
+    let placed = place_orders(api, token, rate, secs).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = latency_buckets(metrics).await?;
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, c)| {
+            (
+                *le,
+                c - before
+                    .iter()
+                    .find(|b| b.0 == *le)
+                    .map(|b| b.1)
+                    .unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let published = delta.last().map(|b| b.1).unwrap_or(0.0);
+    println!(
+        "commit->ack at {rate} orders/s for {secs} s: {placed} placed, {published:.0} published; p50 {:.1} ms, p99 {:.1} ms",
+        quantile(&delta, 0.50) * 1e3,
+        quantile(&delta, 0.99) * 1e3
+    );
+    Ok(())
+}
+
+/// One record at a time: the broker's acknowledgement latency floor.
+async fn ping(brokers: &str, topic: &str, count: usize) -> anyhow::Result<()> {
+    let settings = kafka(brokers);
+    create_topics(&settings, &[topic.to_owned()]).await?;
+    let producer: FutureProducer = producer_config(&settings).create()?;
+    let mut lat = Vec::with_capacity(count);
+    for i in 0..count {
+        let key = format!("k{i}");
+        let started = Instant::now();
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload("{}"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        lat.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "broker ack latency, one record at a time: p50 {:.1} ms, p99 {:.1} ms",
+        lat[count / 2],
+        lat[(count * 99 / 100).min(count - 1)]
     );
     Ok(())
 }

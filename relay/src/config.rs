@@ -26,6 +26,8 @@ pub struct KafkaSettings {
     pub message_timeout: Duration,
     /// librdkafka `message.max.bytes`.
     pub message_max_bytes: usize,
+    /// librdkafka `linger.ms`: how long the producer gathers a batch.
+    pub linger: Duration,
 }
 
 impl KafkaSettings {
@@ -149,6 +151,7 @@ impl RelaySettings {
                     1_000_000,
                     1_000..=100_000_000,
                 )?,
+                linger: millis(env, "KAFKA_LINGER_MS", 5, 0..=1_000)?,
             },
             consumer: ConsumerSettings::from_env(env)?,
             host: optional(env, "RELAY_HOST").unwrap_or_else(|| "0.0.0.0".into()),

@@ -33,7 +33,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "5")
-        .set("linger.ms", "2")
+        .set("linger.ms", settings.linger.as_millis().to_string())
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
         .set(

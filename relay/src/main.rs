@@ -1,12 +1,11 @@
-//! `order-relay [serve | migrate | outbox parked | outbox replay (--id ID | --all)]`
+//! `order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)]`
 
 use anyhow::{Context, bail};
 use order_relay::{Relay, RelaySettings};
 use order_shared::config::{CommonSettings, ProcessEnv};
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: order-relay [serve | migrate | outbox parked | outbox replay (--id ID | --all)]";
+const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,6 +23,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     match words.as_slice() {
         [] | ["serve"] => serve().await,
         ["migrate"] => migrate().await,
+        ["healthcheck"] => healthcheck().await,
         ["outbox", "parked"] => parked().await,
         ["outbox", "replay", "--all"] => replay(None).await,
         ["outbox", "replay", "--id", id] => {
@@ -53,6 +53,19 @@ async fn migrate() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     println!("Applied {} migration(s).", applied.len());
     Ok(())
+}
+
+/// Exit 0 when the local relay is live (container health checks; readiness
+/// also needs the broker, which must not get a relay restarted).
+async fn healthcheck() -> anyhow::Result<()> {
+    let port = order_shared::config::parse_or(&ProcessEnv, "RELAY_PORT", 3004_u16)?;
+    let live =
+        order_shared::probe::http_ok(port, "/health/live", std::time::Duration::from_secs(3));
+    if live.await {
+        Ok(())
+    } else {
+        bail!("http://127.0.0.1:{port}/health/live does not answer")
+    }
 }
 
 async fn client() -> anyhow::Result<deadpool_postgres::Client> {

@@ -121,3 +121,25 @@ async fn cors_allows_only_the_configured_origins() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_reports_readiness() {
+    let app = spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let run = |port: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_order-api"))
+            .arg("healthcheck")
+            .env("API_PORT", port)
+            .output()
+    };
+
+    assert!(run(port).await.unwrap().status.success());
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = run(free.to_string()).await.unwrap();
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("not ready"));
+}
