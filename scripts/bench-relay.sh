@@ -4,6 +4,8 @@
 #       PostgreSQL's own rate of claiming + deleting the same outbox rows in
 #       batches, server-side;
 #   (b) the relay's drain rate of N pre-filled rows with 1 and 3 replicas;
+#   (d) what the NOTIFY wake-up costs the API's create throughput (wrk,
+#       16 connections, OUTBOX_NOTIFY=true vs false, no relay running).
 #   (c) commit -> ack latency p50/p99 at a steady order rate through the API
 #       (the relay's own histogram), then the same load measured end to end
 #       by a consumer (commit -> record received).
@@ -99,6 +101,22 @@ drain() {
 log "(b) relay drain rate"
 drain 1
 drain 3
+
+log "(d) create throughput with and without NOTIFY (wrk, 16 connections, 15 s each)"
+TOKEN=$(./target/release/order-api token --sub bench)
+export TOKEN
+for notify in true false; do
+  psql_b -c "TRUNCATE outbox, orders CASCADE" >/dev/null 2>&1
+  DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS API_PORT=3112 OUTBOX_NOTIFY=$notify DATABASE_POOL_SIZE=16 \
+    RUST_LOG=warn ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
+  api_pid=$!
+  WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3112/health/ready
+  wrk -t2 -c16 -d3s -s scripts/bench/create-order.lua http://127.0.0.1:3112/api/orders >/dev/null
+  echo "OUTBOX_NOTIFY=$notify:"
+  wrk -t2 -c16 -d15s --latency -s scripts/bench/create-order.lua http://127.0.0.1:3112/api/orders |
+    grep -E "Requests/sec|99%|50%|non-201"
+  kill "$api_pid"; wait "$api_pid" 2>/dev/null || true
+done
 
 log "(c) commit -> ack latency at $RATE orders/s for $SECS s"
 prefix="bench.lat.$(date +%s)."

@@ -1,0 +1,15 @@
+-- wrk script: POST /api/orders with a bearer token from the TOKEN variable.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+wrk.body = '{"currency":"USD","items":[{"productId":"sku-1","quantity":2,"unitPrice":1999},' ..
+  '{"productId":"sku-2","quantity":1,"unitPrice":500}],"shippingAddress":{"name":"Bench",' ..
+  '"line1":"1 Main St","city":"X","postalCode":"1","country":"US"}}'
+
+local non201 = 0
+function response(status, headers, body)
+  if status ~= 201 then non201 = non201 + 1 end
+end
+function done(summary, latency, requests)
+  io.write(string.format("non-201 responses: %d\n", non201))
+end
