@@ -57,7 +57,7 @@ impl ApiSettings {
             idempotency_ttl: Duration::from_secs(
                 3600 * parse_in_range(env, "IDEMPOTENCY_KEY_TTL_HOURS", 24_u64, 1..=24 * 30)?,
             ),
-            outbox_notify: flag(env, "OUTBOX_NOTIFY", true)?,
+            outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
             common,
         })
     }

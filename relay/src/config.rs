@@ -106,7 +106,7 @@ pub struct RelaySettings {
     pub max_attempts: i32,
     pub parked_policy: ParkedPolicy,
     pub batch_size: i64,
-    /// Fallback poll of owned shards when no NOTIFY arrives.
+    /// How often one query probes the owned shards for new rows.
     pub poll_interval: Duration,
     /// How often leases are rebalanced among live relays.
     pub rebalance_interval: Duration,
@@ -159,9 +159,9 @@ impl RelaySettings {
             max_attempts: parse_in_range(env, "OUTBOX_MAX_ATTEMPTS", 10, 1..=1_000_000)?,
             parked_policy,
             batch_size: parse_in_range(env, "OUTBOX_BATCH_SIZE", 500, 1..=10_000)?,
-            poll_interval: millis(env, "OUTBOX_POLL_INTERVAL_MS", 500, 10..=60_000)?,
+            poll_interval: millis(env, "OUTBOX_POLL_INTERVAL_MS", 10, 1..=60_000)?,
             rebalance_interval: millis(env, "OUTBOX_REBALANCE_INTERVAL_MS", 1_000, 100..=60_000)?,
-            outbox_notify: flag(env, "OUTBOX_NOTIFY", true)?,
+            outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
         })
     }
 }

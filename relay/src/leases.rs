@@ -6,6 +6,10 @@
 //! worker has finished its batch. A relay that dies loses its session and
 //! with it every lease, so the others take its shards at their next round.
 //!
+//! Wake-up: every `OUTBOX_POLL_INTERVAL_MS` one query asks which owned
+//! shards have rows and wakes their workers; a NOTIFY from the writer (with
+//! `OUTBOX_NOTIFY=true`) wakes a worker at once.
+//!
 //! Why advisory locks rather than a lease table: the lock lives exactly as
 //! long as the session that works the shard, with no clock, heartbeat or
 //! fencing token to get wrong, and costs no writes.
@@ -64,6 +68,8 @@ async fn run_session(
     let mut workers: HashMap<i32, Worker> = HashMap::new();
     let mut tick = tokio::time::interval(ctx.settings.rebalance_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe = tokio::time::interval(ctx.settings.poll_interval);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -78,6 +84,24 @@ async fn run_session(
                     break;
                 }
             },
+            _ = probe.tick(), if !workers.is_empty() => {
+                let owned: Vec<i32> = workers.keys().copied().collect();
+                match session.shards_with_rows(&owned).await {
+                    Ok(ready) => {
+                        for shard in ready {
+                            if let Some(worker) = workers.get(&shard) {
+                                worker.wake.notify_one();
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "Outbox probe failed.");
+                        if session.is_closed() {
+                            break;
+                        }
+                    }
+                }
+            }
             _ = tick.tick() => {
                 if let Err(err) = rebalance(ctx, &session, &mut workers).await {
                     tracing::warn!(error = %err, "Rebalancing shard leases failed.");

@@ -209,7 +209,9 @@ pub async fn run_shard(
     stop: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    let poll = ctx.settings.poll_interval;
+    // The coordinator's probe wakes us when rows arrive; this is only a
+    // safety net in case a wake-up is missed.
+    let idle = Duration::from_secs(1);
     while !stop.is_cancelled() {
         let wait = match publish_once(&ctx, &session, shard).await {
             Ok(Step::Published(n)) => {
@@ -217,13 +219,22 @@ pub async fn run_shard(
                 if n as i64 >= ctx.settings.batch_size {
                     continue;
                 }
-                poll
+                idle
             }
             Ok(Step::Empty) => {
                 backoff.reset();
-                poll
+                idle
             }
-            Ok(Step::Blocked) => poll.max(Duration::from_secs(5)),
+            Ok(Step::Blocked) => {
+                // Stopped at a parked row: the probe sees the rows behind it,
+                // so do not listen to wake-ups; look again after a while
+                // (`outbox replay` is picked up within this pause).
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                continue;
+            }
             Err(err) => {
                 if session.is_closed() {
                     return;

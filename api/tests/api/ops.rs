@@ -143,3 +143,52 @@ async fn the_healthcheck_subcommand_reports_readiness() {
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("not ready"));
 }
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let app = spawn_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-api"))
+        .arg("serve")
+        .env("DATABASE_URL", &app.db.url)
+        .env("JWT_SECRET", SECRET)
+        .env("API_HOST", "127.0.0.1")
+        .env("API_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start order-api");
+    let ready = format!("http://127.0.0.1:{port}/health/ready");
+    let mut up = false;
+    for _ in 0..100 {
+        if reqwest::get(&ready)
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "order-api became ready");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+
+    assert!(status.success(), "{status:?}");
+    assert!(reqwest::get(&ready).await.is_err(), "no longer listening");
+}

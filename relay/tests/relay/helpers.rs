@@ -36,7 +36,7 @@ pub fn relay_env(
         ("RELAY_PORT".into(), "0".into()),
         ("OUTBOX_SHARDS".into(), "8".into()),
         ("OUTBOX_REBALANCE_INTERVAL_MS".into(), "200".into()),
-        ("OUTBOX_POLL_INTERVAL_MS".into(), "100".into()),
+        ("OUTBOX_POLL_INTERVAL_MS".into(), "20".into()),
         ("KAFKA_MESSAGE_TIMEOUT_MS".into(), "5000".into()),
         ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
         (

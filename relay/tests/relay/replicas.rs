@@ -45,9 +45,41 @@ async fn three_replicas_publish_5000_events_in_order_per_order() {
         assert_eq!(versions, (1..=25).collect::<Vec<i64>>(), "order {order}");
     }
     assert_eq!(outbox_count(&db).await, 0);
+
+    // The 8 shards are spread over the three relays, and over the two left
+    // when one stops.
+    eventually("leases spread 3/3/2", Duration::from_secs(10), || async {
+        lease_counts(&db).await == vec![2, 3, 3]
+    })
+    .await;
+    let mut relays = relays;
+    relays.pop().unwrap().stop().await;
+    eventually(
+        "leases spread 4/4 after a relay left",
+        Duration::from_secs(10),
+        || async { lease_counts(&db).await == vec![4, 4] },
+    )
+    .await;
     for relay in relays {
         relay.stop().await;
     }
+}
+
+/// Shard leases held per relay session, sorted.
+async fn lease_counts(db: &order_shared::testing::TestDb) -> Vec<i64> {
+    let rows = db
+        .connect()
+        .await
+        .query(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::int8 = $1 AND objsubid = 2 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             GROUP BY pid ORDER BY 1",
+            &[&i64::from(order_shared::db::outbox::SHARD_CLASS)],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 #[tokio::test]
@@ -114,4 +146,37 @@ async fn a_killed_relay_loses_nothing_and_the_survivor_takes_over() {
     }
     assert_eq!(outbox_count(&db).await, 0);
     survivor.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_leases_and_exits_cleanly() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let env = relay_env(&db, &prefix, &brokers(), &[]);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-relay"))
+        .arg("serve")
+        .envs(&env)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start order-relay");
+    eventually("all 8 shards leased", Duration::from_secs(30), || async {
+        lease_counts(&db).await == vec![8]
+    })
+    .await;
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+
+    assert!(status.success(), "{status:?}");
+    assert!(lease_counts(&db).await.is_empty(), "leases released");
 }

@@ -65,6 +65,7 @@ struct Statements {
     unlock: Statement,
     members: Statement,
     held: Statement,
+    probe: Statement,
 }
 
 /// The relay's database session. Cheap to share (`Arc`); queries from
@@ -159,6 +160,12 @@ impl OutboxSession {
                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 )
                 .await?,
+            probe: client
+                .prepare(
+                    "SELECT s FROM unnest($1::int4[]) AS s WHERE EXISTS \
+                     (SELECT 1 FROM outbox WHERE shard = s AND parked_at IS NULL)",
+                )
+                .await?,
         };
         // A random member id; retry on the (unlikely) collision.
         let mut member_id = 0;
@@ -203,6 +210,13 @@ impl OutboxSession {
             .query(&self.stmts.held, &[&i64::from(SHARD_CLASS)])
             .await?;
         Ok(rows.iter().map(|r| r.get::<_, i64>(0) as i32).collect())
+    }
+
+    /// Which of `shards` have unparked rows: one cheap query (an index probe
+    /// per shard) that the relay runs every poll interval as its wake-up.
+    pub async fn shards_with_rows(&self, shards: &[i32]) -> Result<Vec<i32>, StoreError> {
+        let rows = self.client.query(&self.stmts.probe, &[&shards]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Takes the lease of `shard` if nobody holds it.
