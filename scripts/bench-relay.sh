@@ -7,8 +7,9 @@
 #   (d) what the NOTIFY wake-up costs the API's create throughput (wrk,
 #       16 connections, OUTBOX_NOTIFY=true vs false, no relay running).
 #   (c) commit -> ack latency p50/p99 at a steady order rate through the API
-#       (the relay's own histogram), then the same load measured end to end
-#       by a consumer (commit -> record received).
+#       (the relay's own histogram), with the probe wake-up (default) and
+#       with NOTIFY, and the same load measured end to end by a consumer
+#       (commit -> record received).
 # Usage: ./scripts/bench-relay.sh [ROWS=200000] [RATE=1000] [SECS=20]
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -59,27 +60,19 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname 
 log "(a1) raw producer limit"
 ./target/release/examples/bench producer --brokers "$KAFKA_BROKERS" --topic "bench.raw.$(date +%s)" --count "$ROWS"
 
-log "(a2) PostgreSQL claim + delete limit (server-side, batches of 500 per shard, a commit per batch)"
+log "(a2) PostgreSQL claim + delete limit (pgbench: 32 clients, one per shard, batches of 500, one statement each)"
 fill
-psql_b <<'SQL'
-DO $$
-DECLARE n bigint := 0; got bigint; t0 timestamptz := clock_timestamp(); secs float8;
-BEGIN
-  FOR s IN 0..31 LOOP
-    LOOP
-      -- The relay's claim (id order, payload read as text) and its delete, in one statement.
-      WITH c AS (SELECT id FROM outbox WHERE shard = s AND parked_at IS NULL ORDER BY id LIMIT 500),
-           d AS (DELETE FROM outbox o USING c WHERE o.id = c.id RETURNING length(o.payload::text))
-      SELECT count(*) INTO got FROM d;
-      EXIT WHEN got = 0;
-      n := n + got;
-      COMMIT;
-    END LOOP;
-  END LOOP;
-  secs := extract(epoch FROM clock_timestamp() - t0);
-  RAISE NOTICE 'postgres claim+delete: % rows in % s = % rows/s', n, round(secs::numeric, 2), round((n / secs)::numeric);
-END $$;
+claim_sql=$(mktemp)
+cat >"$claim_sql" <<'SQL'
+\set s :client_id
+WITH c AS (SELECT id FROM outbox WHERE shard = :s AND parked_at IS NULL ORDER BY id LIMIT 500), d AS (DELETE FROM outbox o USING c WHERE o.id = c.id RETURNING length(o.payload::text)) SELECT count(*) FROM d;
 SQL
+start=$(now_ms)
+PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -q -f "$claim_sql" -c $SHARDS -j 2 \
+  -t $(( ROWS / SHARDS / 500 + 2 )) "$BENCH_DB" >/dev/null 2>&1
+ms=$(( $(now_ms) - start ))
+rm -f "$claim_sql"
+echo "postgres claim+delete: $ROWS rows in $((ms / 1000)).$(( (ms % 1000) / 100 )) s = $(( ROWS * 1000 / ms )) rows/s (left: $(count))"
 
 drain() {
   local replicas=$1 prefix
@@ -119,18 +112,26 @@ for notify in true false; do
 done
 
 log "(c) commit -> ack latency at $RATE orders/s for $SECS s"
-prefix="bench.lat.$(date +%s)."
-DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS API_PORT=3110 RUST_LOG=warn \
-  ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
-PIDS+=($!)
-DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="$prefix" RELAY_PORT=3111 \
-  CONSUMER_ENABLED=false RUST_LOG=warn ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
-PIDS+=($!)
-WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3110/health/ready
-WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3111/health/ready
 TOKEN=$(./target/release/order-api token --sub bench)
-./target/release/examples/bench ping --brokers "$KAFKA_BROKERS" --topic "${prefix}ping" --count 200
-./target/release/examples/bench latency --api http://127.0.0.1:3110 --token "$TOKEN" \
-  --relay-metrics http://127.0.0.1:3111/metrics --rate "$RATE" --secs "$SECS"
-./target/release/examples/bench latency --api http://127.0.0.1:3110 --token "$TOKEN" \
-  --brokers "$KAFKA_BROKERS" --topic "${prefix}order.placed" --rate "$RATE" --secs "$SECS"
+./target/release/examples/bench ping --brokers "$KAFKA_BROKERS" --topic "bench.ping.$(date +%s)" --count 200
+for notify in false true; do
+  prefix="bench.lat.$notify.$(date +%s)."
+  DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS API_PORT=3110 OUTBOX_NOTIFY=$notify RUST_LOG=warn \
+    ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
+  PIDS+=($!)
+  DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="$prefix" RELAY_PORT=3111 \
+    CONSUMER_ENABLED=false RUST_LOG=warn ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
+  PIDS+=($!)
+  WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3110/health/ready
+  WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3111/health/ready
+  echo "wake-up: $([ $notify = true ] && echo "NOTIFY (OUTBOX_NOTIFY=true)" || echo "probe every 10 ms (default)")"
+  ./target/release/examples/bench latency --api http://127.0.0.1:3110 --token "$TOKEN" \
+    --relay-metrics http://127.0.0.1:3111/metrics --rate "$RATE" --secs "$SECS"
+  if [ $notify = false ]; then
+    ./target/release/examples/bench latency --api http://127.0.0.1:3110 --token "$TOKEN" \
+      --brokers "$KAFKA_BROKERS" --topic "${prefix}order.placed" --rate "$RATE" --secs "$SECS"
+  fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  PIDS=()
+done
