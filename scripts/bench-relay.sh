@@ -68,8 +68,8 @@ cat >"$claim_sql" <<'SQL'
 WITH c AS (SELECT id FROM outbox WHERE shard = :s AND parked_at IS NULL ORDER BY id LIMIT 500), d AS (DELETE FROM outbox o USING c WHERE o.id = c.id RETURNING length(o.payload::text)) SELECT count(*) FROM d;
 SQL
 start=$(now_ms)
-PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -q -f "$claim_sql" -c $SHARDS -j 2 \
-  -t $(( ROWS / SHARDS / 500 + 2 )) "$BENCH_DB" >/dev/null 2>&1
+PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -f "$claim_sql" -c $SHARDS -j 2 \
+  -t $(( ROWS / SHARDS / 500 + 2 )) "$BENCH_DB" >"$LOG_DIR/bench-pgbench.log" 2>&1
 ms=$(( $(now_ms) - start ))
 rm -f "$claim_sql"
 echo "postgres claim+delete: $ROWS rows in $((ms / 1000)).$(( (ms % 1000) / 100 )) s = $(( ROWS * 1000 / ms )) rows/s (left: $(count))"
@@ -116,6 +116,7 @@ TOKEN=$(./target/release/order-api token --sub bench)
 ./target/release/examples/bench ping --brokers "$KAFKA_BROKERS" --topic "bench.ping.$(date +%s)" --count 200
 for notify in false true; do
   prefix="bench.lat.$notify.$(date +%s)."
+  psql_b -c "TRUNCATE outbox, orders CASCADE" >/dev/null 2>&1
   DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS API_PORT=3110 OUTBOX_NOTIFY=$notify RUST_LOG=warn \
     ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
   PIDS+=($!)
