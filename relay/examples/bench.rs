@@ -149,7 +149,15 @@ async fn producer(brokers: &str, topic: &str, count: usize) -> anyhow::Result<()
 }
 
 /// Places `rate` orders/s for `secs` seconds; returns how many got a 201.
-async fn place_orders(api: &str, token: &str, rate: u64, secs: u64) -> usize {
+/// With `created`, each new order's id is sent with the instant its 201
+/// arrived (that is, after its commit).
+async fn place_orders(
+    api: &str,
+    token: &str,
+    rate: u64,
+    secs: u64,
+    created: Option<tokio::sync::mpsc::UnboundedSender<(String, Instant)>>,
+) -> usize {
     let http = reqwest::Client::new();
     let body = serde_json::json!({
         "currency": "USD",
@@ -163,9 +171,22 @@ async fn place_orders(api: &str, token: &str, rate: u64, secs: u64) -> usize {
     for _ in 0..rate * secs {
         tick.tick().await;
         let (http, url, token, body) = (http.clone(), url.clone(), token.to_owned(), body.clone());
+        let created = created.clone();
         tasks.spawn(async move {
-            matches!(http.post(&url).bearer_auth(&token).json(&body).send().await,
-                Ok(r) if r.status() == 201)
+            let Ok(resp) = http.post(&url).bearer_auth(&token).json(&body).send().await else {
+                return false;
+            };
+            let done = Instant::now();
+            if resp.status() != 201 {
+                return false;
+            }
+            if let Some(tx) = created
+                && let Ok(v) = resp.json::<serde_json::Value>().await
+                && let Some(id) = v["id"].as_str()
+            {
+                let _ = tx.send((id.to_owned(), done));
+            }
+            true
         });
     }
     let mut ok = 0;
@@ -224,7 +245,7 @@ async fn ack_latency(
     secs: u64,
 ) -> anyhow::Result<()> {
     let before = latency_buckets(metrics).await?;
-    let placed = place_orders(api, token, rate, secs).await;
+    let placed = place_orders(api, token, rate, secs, None).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = latency_buckets(metrics).await?;
     let delta: Vec<(f64, f64)> = after
@@ -303,43 +324,10 @@ async fn latency(
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let http = reqwest::Client::new();
-    let body = serde_json::json!({
-        "currency": "USD",
-        "items": [{"productId": "sku-1", "quantity": 2, "unitPrice": 1999}],
-        "shippingAddress": {"name": "Bench", "line1": "1 Main St", "city": "X", "postalCode": "1", "country": "US"}
-    });
-    let url = format!("{api}/api/orders");
     let total = rate * secs;
     let producer = tokio::spawn({
-        let token = token.to_owned();
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..total {
-                tick.tick().await;
-                let (http, url, token, body, tx) = (
-                    http.clone(),
-                    url.clone(),
-                    token.clone(),
-                    body.clone(),
-                    tx.clone(),
-                );
-                tasks.spawn(async move {
-                    if let Ok(resp) = http.post(&url).bearer_auth(&token).json(&body).send().await {
-                        let done = Instant::now();
-                        if resp.status() == 201
-                            && let Ok(v) = resp.json::<serde_json::Value>().await
-                            && let Some(id) = v["id"].as_str()
-                        {
-                            let _ = tx.send((id.to_owned(), done));
-                        }
-                    }
-                });
-            }
-            while tasks.join_next().await.is_some() {}
-        }
+        let (api, token) = (api.to_owned(), token.to_owned());
+        async move { place_orders(&api, &token, rate, secs, Some(tx)).await }
     });
 
     let mut committed: HashMap<String, Instant> = HashMap::new();

@@ -61,9 +61,11 @@ pub struct Address {
     pub name: String,
     #[oai(default)]
     pub line1: String,
+    #[oai(skip_serializing_if_is_none)]
     pub line2: Option<String>,
     #[oai(default)]
     pub city: String,
+    #[oai(skip_serializing_if_is_none)]
     pub state: Option<String>,
     #[oai(default)]
     pub postal_code: String,

@@ -31,6 +31,10 @@ async fn create_answers_201_with_location_and_writes_one_outbox_row() {
     assert_eq!(order["totalAmount"], 2 * 1999 + 500);
     assert_eq!(order["items"][0]["lineTotal"], 3998);
     assert_eq!(order["shippingAddress"]["country"], "GB");
+    assert!(
+        order["shippingAddress"].get("line2").is_none(),
+        "unset fields are omitted"
+    );
     assert_eq!(id.get_version_num(), 7);
 
     let client = app.db.connect().await;

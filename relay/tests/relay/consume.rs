@@ -74,6 +74,18 @@ async fn metric(port: u16, needle: &str) -> bool {
     text.lines().any(|l| l.starts_with(needle))
 }
 
+/// The `order.confirmed` records on the broker, read until quiet.
+async fn confirmed_records(prefix: &str) -> Vec<Record> {
+    let consumer = consumer(&brokers(), &topics(prefix, &["order.confirmed"]));
+    read_records(
+        &consumer,
+        1,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )
+    .await
+}
+
 fn event(order: Uuid, extra: &str) -> String {
     format!(
         r#"{{"eventId":"{}","orderId":"{order}"{extra}}}"#,
@@ -220,14 +232,7 @@ async fn the_same_event_three_times_is_applied_once() {
         .query_one("SELECT count(*) FROM order_status_history WHERE order_id = $1 AND to_status = 'CONFIRMED'", &[&id])
         .await.unwrap().get(0);
     assert_eq!(history, 1);
-    let consumer = consumer(&brokers(), &topics(&prefix, &["order.confirmed"]));
-    let records = read_records(
-        &consumer,
-        1,
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )
-    .await;
+    let records = confirmed_records(&prefix).await;
     assert_eq!(records.len(), 1, "one order.confirmed");
     relay.stop().await;
 }
@@ -274,14 +279,7 @@ async fn an_event_committed_before_a_crash_is_a_duplicate_when_redelivered() {
     )
     .await;
     assert_eq!(status(&db, id).await, ("CONFIRMED".into(), 2));
-    let consumer = consumer(&brokers(), &topics(&prefix, &["order.confirmed"]));
-    let records = read_records(
-        &consumer,
-        1,
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )
-    .await;
+    let records = confirmed_records(&prefix).await;
     assert_eq!(records.len(), 1, "no second order.confirmed");
     relay.stop().await;
 }
