@@ -68,7 +68,7 @@ SQL
 
 ensure_tansu() {
   if ! command -v tansu >/dev/null; then
-    log "Installing the Tansu broker $TANSU_VERSION from crates.io (once; about 15-20 minutes)"
+    log "Installing the Tansu broker $TANSU_VERSION with cargo install (once; about 15-20 minutes)"
     cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql
   fi
 }
