@@ -128,6 +128,8 @@ pub struct Record {
     pub key: String,
     pub value: serde_json::Value,
     pub headers: HashMap<String, String>,
+    /// Producer CreateTime in milliseconds.
+    pub timestamp: i64,
 }
 
 pub fn consumer(brokers: &str, topics: &[String]) -> StreamConsumer {
@@ -188,6 +190,7 @@ pub async fn read_records(
                     value: serde_json::from_slice(m.payload().unwrap_or_default())
                         .unwrap_or_default(),
                     headers,
+                    timestamp: m.timestamp().to_millis().unwrap_or_default(),
                 });
             }
             Ok(Err(e)) => panic!("consumer error: {e}"),
