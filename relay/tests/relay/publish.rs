@@ -284,3 +284,34 @@ async fn a_poison_row_is_parked_stops_its_shard_and_replays_once_fixed() {
     .await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn the_probe_finds_the_shards_with_unparked_rows() {
+    let db = fresh_database().await;
+    db.connect()
+        .await
+        .batch_execute(
+            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard, parked_at) VALUES \
+             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 1, NULL), \
+             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 3, NULL), \
+             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 3, NULL), \
+             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 5, now())",
+        )
+        .await
+        .unwrap();
+    let (session, _events) = order_shared::db::outbox::OutboxSession::connect(&db.settings())
+        .await
+        .unwrap();
+
+    let mut ready = session
+        .shards_with_rows(&[0, 1, 2, 3, 4, 5, 6, 7])
+        .await
+        .unwrap();
+    ready.sort_unstable();
+
+    assert_eq!(ready, vec![1, 3], "shard 5 only has a parked row");
+    assert_eq!(
+        session.shards_with_rows(&[0, 2]).await.unwrap(),
+        Vec::<i32>::new()
+    );
+}
