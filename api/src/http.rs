@@ -139,7 +139,17 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
         let started = Instant::now();
-        let method = req.method().to_string();
+        // Bounded label values: extension methods all count as OTHER.
+        let method = match *req.method() {
+            Method::GET
+            | Method::POST
+            | Method::PATCH
+            | Method::PUT
+            | Method::DELETE
+            | Method::OPTIONS
+            | Method::HEAD => req.method().to_string(),
+            _ => "OTHER".to_owned(),
+        };
         let route = route_label(req.uri().path());
         let span = tracing::info_span!("request", %method, route, trace_id = %trace_id(&req));
         // PATCH bodies are optional (cancel takes `{reason?}`): read "no
