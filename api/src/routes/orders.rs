@@ -175,17 +175,10 @@ impl OrdersApi {
             shards: self.shards,
             notify: self.notify,
         };
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(order_shared::StoreError::from)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(order_shared::StoreError::from)?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         let outcome = orders::transition_order(&tx, &transition).await?;
-        tx.commit().await.map_err(order_shared::StoreError::from)?;
+        tx.commit().await?;
         let order = match outcome {
             TransitionOutcome::Applied { order, from } => {
                 record_transition(from, order.status);
@@ -249,11 +242,7 @@ impl OrdersApi {
             shards: self.shards,
             notify: self.notify,
         };
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(order_shared::StoreError::from)?;
+        let client = self.pool.get().await?;
         let (order, replayed) = match orders::create_order(&client, &create).await? {
             Created::New(order) => {
                 metrics::counter!("orders_created_total").increment(1);
@@ -305,11 +294,7 @@ impl OrdersApi {
             before,
             limit: limit.0.unwrap_or(20),
         };
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(order_shared::StoreError::from)?;
+        let client = self.pool.get().await?;
         let page = orders::list_orders(&client, &query).await?;
         Ok(Json(OrderPage {
             items: page.orders.into_iter().map(OrderBody::from).collect(),
@@ -320,11 +305,7 @@ impl OrdersApi {
     /// Get an order
     #[oai(path = "/:id", method = "get")]
     async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<OrderBody>, ApiError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(order_shared::StoreError::from)?;
+        let client = self.pool.get().await?;
         let order = orders::get_order(&client, id.0).await?;
         if !auth.0.is_admin && order.user_id != auth.0.user_id {
             return Err(ApiError::not_found());
@@ -341,11 +322,7 @@ impl OrdersApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<Json<Vec<HistoryItem>>, ApiError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(order_shared::StoreError::from)?;
+        let client = self.pool.get().await?;
         let order = orders::get_order(&client, id.0).await?;
         if !auth.0.is_admin && order.user_id != auth.0.user_id {
             return Err(ApiError::not_found());
