@@ -47,6 +47,23 @@ pub fn route_label(path: &str) -> &'static str {
     }
 }
 
+/// The methods a route template answers, for the `Allow` header of a 405.
+fn allowed_methods(route: &str) -> Option<&'static str> {
+    match route {
+        "/api/orders" => Some("GET, POST"),
+        "/api/orders/{id}"
+        | "/api/orders/{id}/history"
+        | "/api/openapi.json"
+        | "/health/live"
+        | "/health/ready"
+        | "/metrics" => Some("GET"),
+        "/api/orders/{id}/cancel" | "/api/orders/{id}/ship" | "/api/orders/{id}/deliver" => {
+            Some("PATCH")
+        }
+        _ => None,
+    }
+}
+
 fn problem_response(status: StatusCode, detail: String) -> Response {
     let ty = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "/problems/payload-too-large",
@@ -68,8 +85,9 @@ fn problem_response(status: StatusCode, detail: String) -> Response {
     resp
 }
 
-/// Turns an error response that is not yet a problem document into one.
-async fn ensure_problem(resp: Response) -> Response {
+/// Turns an error response that is not yet a problem document into one
+/// (and names the allowed methods on a 405, as RFC 9110 asks).
+async fn ensure_problem(resp: Response, route: &str) -> Response {
     let status = resp.status();
     let is_problem = resp
         .content_type()
@@ -83,7 +101,14 @@ async fn ensure_problem(resp: Response) -> Response {
     } else {
         detail
     };
-    problem_response(status, detail)
+    let mut resp = problem_response(status, detail);
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = allowed_methods(route)
+    {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    resp
 }
 
 fn trace_id(req: &Request) -> String {
@@ -165,8 +190,8 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
                 return resp;
             }
             match tokio::time::timeout(self.cfg.request_timeout, self.inner.call(req)).await {
-                Ok(Ok(resp)) => ensure_problem(resp.into_response()).await,
-                Ok(Err(err)) => ensure_problem(err.into_response()).await,
+                Ok(Ok(resp)) => ensure_problem(resp.into_response(), route).await,
+                Ok(Err(err)) => ensure_problem(err.into_response(), route).await,
                 Err(_) => {
                     tracing::warn!("Request timed out.");
                     problem_response(

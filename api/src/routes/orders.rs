@@ -287,7 +287,12 @@ impl OrdersApi {
             }
             (false, _) => Some(caller.user_id.clone()),
         };
-        let before = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let before = cursor
+            .0
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?;
         let query = OrderQuery {
             user_id: user_filter.as_deref(),
             status: status.0.map(Into::into),

@@ -90,6 +90,7 @@ async fn unknown_routes_and_methods_are_problems() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.headers()["allow"], "GET, POST");
     assert_problem(resp, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
