@@ -176,7 +176,9 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
             _ => "OTHER".to_owned(),
         };
         let route = route_label(req.uri().path());
-        let span = tracing::info_span!("request", %method, route, trace_id = %trace_id(&req));
+        // `order_id` is filled in by the handler once it knows the order.
+        let span = tracing::info_span!("request", %method, route, trace_id = %trace_id(&req),
+            order_id = tracing::field::Empty);
         // PATCH bodies are optional (cancel takes `{reason?}`): read "no
         // content type" as JSON so that an empty body means "no fields".
         if req.method() == Method::PATCH && !req.headers().contains_key(header::CONTENT_TYPE) {

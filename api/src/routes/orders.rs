@@ -106,6 +106,12 @@ fn text_field(name: &str, value: &str, errors: &mut Vec<FieldError>) -> String {
     value.to_owned()
 }
 
+/// Puts the order id on the request's span, so every log line of the
+/// request carries it.
+fn tag_order(id: Uuid) {
+    tracing::Span::current().record("order_id", tracing::field::display(id));
+}
+
 fn record_transition(
     from: order_shared::domain::OrderStatus,
     to: order_shared::domain::OrderStatus,
@@ -164,6 +170,7 @@ impl OrdersApi {
         id: Uuid,
         change: Change,
     ) -> Result<Json<OrderBody>, ApiError> {
+        tag_order(id);
         let actor = caller.actor();
         let traceparent = traceparent(req);
         let transition = Transition {
@@ -245,6 +252,7 @@ impl OrdersApi {
         let client = self.pool.get().await?;
         let (order, replayed) = match orders::create_order(&client, &create).await? {
             Created::New(order) => {
+                tag_order(order.id);
                 metrics::counter!("orders_created_total").increment(1);
                 tracing::info!(order_id = %order.id, user_id = %order.user_id,
                     total_amount = order.total_amount, currency = %order.currency, "Order placed.");
@@ -310,6 +318,7 @@ impl OrdersApi {
     /// Get an order
     #[oai(path = "/:id", method = "get")]
     async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<OrderBody>, ApiError> {
+        tag_order(id.0);
         let client = self.pool.get().await?;
         let order = orders::get_order(&client, id.0).await?;
         if !auth.0.is_admin && order.user_id != auth.0.user_id {
@@ -327,6 +336,7 @@ impl OrdersApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> Result<Json<Vec<HistoryItem>>, ApiError> {
+        tag_order(id.0);
         let client = self.pool.get().await?;
         let order = orders::get_order(&client, id.0).await?;
         if !auth.0.is_admin && order.user_id != auth.0.user_id {
