@@ -91,12 +91,7 @@ async fn invalid_orders_get_400_with_every_field_error() {
     )
     .await;
 
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&problem);
     assert_eq!(
         fields,
         [

@@ -190,3 +190,13 @@ pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
     assert!(body["title"].is_string() && body["type"].is_string());
     body
 }
+
+/// The `field` of every entry of a problem's `errors`, in order.
+pub fn error_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .expect("errors[]")
+        .iter()
+        .map(|e| e["field"].as_str().expect("field"))
+        .collect()
+}

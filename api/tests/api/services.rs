@@ -73,12 +73,7 @@ async fn prices_come_from_the_product_service() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&problem);
     assert_eq!(
         fields,
         [

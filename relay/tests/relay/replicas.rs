@@ -116,7 +116,7 @@ async fn a_killed_relay_loses_nothing_and_the_survivor_takes_over() {
     let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
     let records = read_records(
         &consumer,
-        12_000,
+        20_000,
         Duration::from_secs(3),
         Duration::from_secs(120),
     )
