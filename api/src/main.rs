@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use order_api::{ApiSettings, Application};
-use order_shared::config::{CommonSettings, ProcessEnv};
+use order_shared::config::ProcessEnv;
 use std::process::ExitCode;
 
 const USAGE: &str =
@@ -43,18 +43,10 @@ async fn serve() -> anyhow::Result<()> {
 }
 
 async fn migrate() -> anyhow::Result<()> {
-    let common = CommonSettings::from_env(&ProcessEnv)?;
-    order_shared::telemetry::init_tracing(common.log_format);
-    let applied = order_shared::db::migrate::run(&common.db)
+    let report = order_shared::db::migrate::run_from_env()
         .await
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    if applied.is_empty() {
-        println!("Database schema is up to date.");
-    } else {
-        for name in applied {
-            println!("Applied migration {name}");
-        }
-    }
+    println!("{report}");
     Ok(())
 }
 

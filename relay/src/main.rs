@@ -47,11 +47,10 @@ async fn serve() -> anyhow::Result<()> {
 }
 
 async fn migrate() -> anyhow::Result<()> {
-    let common = CommonSettings::from_env(&ProcessEnv)?;
-    let applied = order_shared::db::migrate::run(&common.db)
+    let report = order_shared::db::migrate::run_from_env()
         .await
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    println!("Applied {} migration(s).", applied.len());
+    println!("{report}");
     Ok(())
 }
 

@@ -29,6 +29,19 @@ pub async fn run(settings: &DbSettings) -> anyhow_like::Result<Vec<String>> {
     Ok(applied)
 }
 
+/// The `migrate` subcommand of both binaries: settings from the
+/// environment, migrations applied, and a line to print.
+pub async fn run_from_env() -> anyhow_like::Result<String> {
+    let common = crate::config::CommonSettings::from_env(&crate::config::ProcessEnv)?;
+    crate::telemetry::init_tracing(common.log_format);
+    let applied = run(&common.db).await?;
+    Ok(if applied.is_empty() {
+        "Database schema is up to date.".to_owned()
+    } else {
+        format!("Applied migrations: {}", applied.join(", "))
+    })
+}
+
 /// A boxed error is all callers need here: `migrate` prints it and exits.
 mod anyhow_like {
     pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
