@@ -38,6 +38,7 @@ fn kafka(brokers: &str) -> KafkaSettings {
         message_timeout: Duration::from_secs(30),
         message_max_bytes: 1_000_000,
         linger: Duration::from_millis(5),
+        debug: None,
     }
 }
 

@@ -28,6 +28,9 @@ pub struct KafkaSettings {
     pub message_max_bytes: usize,
     /// librdkafka `linger.ms`: how long the producer gathers a batch.
     pub linger: Duration,
+    /// librdkafka `debug` contexts (`KAFKA_DEBUG`, e.g. `cgrp,topic`), for
+    /// diagnosing the client; its lines are logged at the `rdkafka` target.
+    pub debug: Option<String>,
 }
 
 impl KafkaSettings {
@@ -51,6 +54,12 @@ pub struct ConsumerSettings {
     pub dlq_topic: String,
     pub inbox_retention: Duration,
     pub session_timeout: Duration,
+    /// How long a revoked partition's worker may take to finish the
+    /// message in hand before it is aborted (`CONSUMER_REVOKE_TIMEOUT_MS`).
+    pub revoke_timeout: Duration,
+    /// A partition retrying one message longer than this makes the relay
+    /// not ready (`CONSUMER_STUCK_SECS`).
+    pub stuck_after: Duration,
 }
 
 fn host_name() -> String {
@@ -91,6 +100,13 @@ impl ConsumerSettings {
                 3600 * parse_in_range(env, "INBOX_RETENTION_HOURS", 168_u64, 1..=24 * 365)?,
             ),
             session_timeout: millis(env, "KAFKA_SESSION_TIMEOUT_MS", 10_000, 1_000..=300_000)?,
+            revoke_timeout: millis(env, "CONSUMER_REVOKE_TIMEOUT_MS", 10_000, 100..=300_000)?,
+            stuck_after: Duration::from_secs(parse_in_range(
+                env,
+                "CONSUMER_STUCK_SECS",
+                60_u64,
+                1..=86_400,
+            )?),
         })
     }
 }
@@ -152,6 +168,7 @@ impl RelaySettings {
                     1_000..=100_000_000,
                 )?,
                 linger: millis(env, "KAFKA_LINGER_MS", 5, 0..=1_000)?,
+                debug: optional(env, "KAFKA_DEBUG"),
             },
             consumer: ConsumerSettings::from_env(env)?,
             host: optional(env, "RELAY_HOST").unwrap_or_else(|| "0.0.0.0".into()),
@@ -192,6 +209,8 @@ mod tests {
             ("RELAY_PORT", "x"),
             ("TOPIC_PAYMENT_FAILED", "pay ments"),
             ("INBOX_RETENTION_HOURS", "0"),
+            ("CONSUMER_REVOKE_TIMEOUT_MS", "5"),
+            ("CONSUMER_STUCK_SECS", "never"),
         ] {
             let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

@@ -17,8 +17,9 @@ pub fn live() -> Json<serde_json::Value> {
 }
 
 /// Ready when the relay's database session is open, the broker answers a
-/// metadata request within two seconds, and the consumer is not stuck
-/// retrying an event.
+/// metadata request within two seconds, and no consumer partition has been
+/// retrying one event for longer than `CONSUMER_STUCK_SECS` (those are
+/// named).
 #[handler]
 pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
     let database = if ctx.session_ok.load(Ordering::Relaxed) {
@@ -40,14 +41,18 @@ pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
         Ok(Err(e)) => format!("unreachable: {e}"),
         Err(e) => format!("probe failed: {e}"),
     };
+    let stuck = ctx.consumer.stuck(ctx.settings.consumer.stuck_after);
     let consumer = if !ctx.settings.consumer.enabled {
-        "disabled"
-    } else if ctx.consumer_ok.load(Ordering::Relaxed) {
-        "ok"
+        "disabled".to_owned()
+    } else if !ctx.consumer.is_running() {
+        "not running".to_owned()
+    } else if stuck.is_empty() {
+        "ok".to_owned()
     } else {
-        "retrying a failed event"
+        format!("stuck: {}", stuck.join("; "))
     };
-    let ok = database == "ok" && broker == "ok" && consumer != "retrying a failed event";
+    let consumer_ok = consumer == "ok" || consumer == "disabled";
+    let ok = database == "ok" && broker == "ok" && consumer_ok;
     let body = Json(json!({
         "status": if ok { "ready" } else { "not ready" },
         "checks": { "database": database, "broker": broker, "consumer": consumer },

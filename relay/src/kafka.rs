@@ -23,6 +23,9 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
         .set("client.id", "order-relay")
         .set("socket.keepalive.enable", "true")
         .set("log_level", "4");
+    if let Some(debug) = &settings.debug {
+        config.set("debug", debug).set("log_level", "7");
+    }
     config
 }
 

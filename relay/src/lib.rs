@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod dlq;
 pub mod health;
 pub mod kafka;
 pub mod leases;

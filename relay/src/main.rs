@@ -1,11 +1,14 @@
-//! `order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)]`
+//! `order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)
+//! | dlq list | dlq replay [--topic T] [--since TIME] [--limit N] [--dry-run]]`
 
 use anyhow::{Context, bail};
+use order_relay::dlq::{DeadLetter, Selection};
 use order_relay::{Relay, RelaySettings};
 use order_shared::config::{CommonSettings, ProcessEnv};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)]";
+const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)
+                   | dlq list | dlq replay [--topic T] [--since RFC3339] [--limit N] [--dry-run]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,6 +31,16 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
         ["outbox", "replay", "--all"] => replay(None).await,
         ["outbox", "replay", "--id", id] => {
             replay(Some(id.parse().context("--id takes an outbox row id")?)).await
+        }
+        ["dlq", "list"] => dlq(Selection::default(), DlqAction::List).await,
+        ["dlq", "replay", flags @ ..] => {
+            let (selection, dry_run) = replay_flags(flags)?;
+            let action = if dry_run {
+                DlqAction::DryRun
+            } else {
+                DlqAction::Replay
+            };
+            dlq(selection, action).await
         }
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
@@ -101,5 +114,95 @@ async fn replay(id: Option<i64>) -> anyhow::Result<()> {
         bail!("no parked outbox row with that id");
     }
     println!("Re-queued {n} parked row(s).");
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DlqAction {
+    List,
+    DryRun,
+    Replay,
+}
+
+fn replay_flags(flags: &[&str]) -> anyhow::Result<(Selection, bool)> {
+    let mut selection = Selection::default();
+    let mut dry_run = false;
+    let mut rest = flags.iter();
+    while let Some(flag) = rest.next() {
+        let mut value = || {
+            rest.next()
+                .copied()
+                .with_context(|| format!("{flag} takes a value"))
+        };
+        match *flag {
+            "--topic" => selection.topic = Some(value()?.to_owned()),
+            "--since" => {
+                let since = chrono::DateTime::parse_from_rfc3339(value()?)
+                    .context("--since takes an RFC 3339 time, e.g. 2026-11-26T10:00:00Z")?;
+                selection.since = Some(since.with_timezone(&chrono::Utc));
+            }
+            "--limit" => {
+                selection.limit = Some(
+                    value()?
+                        .parse()
+                        .context("--limit takes a positive number")?,
+                )
+            }
+            "--dry-run" => dry_run = true,
+            other => bail!("unknown flag {other:?}\n{USAGE}"),
+        }
+    }
+    Ok((selection, dry_run))
+}
+
+fn print_dead_letters(records: &[&DeadLetter]) {
+    println!("partition\toffset\ttime\ttopic\treason\tkey");
+    for r in records {
+        let time = r
+            .timestamp
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        let key = r
+            .key
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            r.partition,
+            r.offset,
+            time,
+            r.original_topic().unwrap_or("?"),
+            r.reason().replace(['\n', '\t'], " "),
+            key
+        );
+    }
+}
+
+async fn dlq(selection: Selection, action: DlqAction) -> anyhow::Result<()> {
+    let settings = RelaySettings::from_env(&ProcessEnv)?;
+    let kafka = settings.kafka.clone();
+    let dlq_topic = kafka.topic(&settings.consumer.dlq_topic);
+    let (reading, topic) = (kafka.clone(), dlq_topic.clone());
+    let records = tokio::task::spawn_blocking(move || {
+        order_relay::dlq::read_all(&reading, &topic, std::time::Duration::from_secs(2))
+    })
+    .await?
+    .with_context(|| format!("KAFKA_BROKERS: cannot read {dlq_topic}"))?;
+    let picked = selection.apply(&records, &kafka.topic_prefix);
+    match action {
+        DlqAction::List => {
+            print_dead_letters(&picked);
+            eprintln!("{} dead-lettered record(s) in {dlq_topic}.", picked.len());
+        }
+        DlqAction::DryRun => {
+            print_dead_letters(&picked);
+            eprintln!("Dry run: would replay {} record(s).", picked.len());
+        }
+        DlqAction::Replay => {
+            let n = order_relay::dlq::replay(&kafka, &dlq_topic, &picked).await?;
+            println!("Replayed {n} record(s) from {dlq_topic}.");
+        }
+    }
     Ok(())
 }

@@ -155,7 +155,7 @@ pub async fn publish_once(
 
 /// Re-creates the topics (when allowed), at most once every two seconds
 /// whatever the number of shards asking.
-async fn ensure_topics(ctx: &RelayContext) {
+pub(crate) async fn ensure_topics(ctx: &RelayContext) {
     if !ctx.settings.kafka.create_topics {
         return;
     }

@@ -2,6 +2,7 @@
 //! coordinator until shutdown. Tests start this very `Relay` on port 0.
 
 use crate::config::RelaySettings;
+use crate::consumer::health::ConsumerHealth;
 use crate::health;
 use crate::kafka::{Producers, create_topics};
 use deadpool_postgres::Pool;
@@ -28,8 +29,8 @@ pub struct RelayContext {
     pub topics: Vec<String>,
     pub session_ok: AtomicBool,
     pub broker_ok: AtomicBool,
-    /// False while the consumer retries a transient failure.
-    pub consumer_ok: AtomicBool,
+    /// Which consumer partitions are retrying, and whether it runs at all.
+    pub consumer: ConsumerHealth,
     /// When topics were last (re-)created, to rate-limit it.
     pub topics_checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -86,7 +87,7 @@ impl Relay {
             topics,
             session_ok: AtomicBool::new(false),
             broker_ok: AtomicBool::new(true),
-            consumer_ok: AtomicBool::new(true),
+            consumer: ConsumerHealth::default(),
             topics_checked: std::sync::Mutex::new(None),
         });
         Ok(Relay {

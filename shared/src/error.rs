@@ -36,6 +36,25 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
+
+    /// The SQLSTATE the server answered with, if the failure came from it.
+    pub fn sql_state(&self) -> Option<&SqlState> {
+        match self {
+            StoreError::Database(err) => err.code(),
+            StoreError::Unavailable(err) => err
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::code),
+            _ => None,
+        }
+    }
+
+    /// A failure caused by the data itself (SQLSTATE classes 22 "data
+    /// exception" and 23 "integrity constraint violation"): retrying the
+    /// same input gives the same answer.
+    pub fn is_data_error(&self) -> bool {
+        self.sql_state()
+            .is_some_and(|s| s.code().starts_with("22") || s.code().starts_with("23"))
+    }
 }
 
 /// SQLSTATEs that mean "the server is not there right now".

@@ -2,96 +2,11 @@
 //! letters, database outage and two replicas in one group.
 
 use crate::helpers::*;
+use crate::inbound::*;
 use order_shared::db::inbox::{InboundContext, InboundEvent, apply_inbound};
-use order_shared::db::orders::{CreateOrder, Created, create_order};
-use order_shared::domain::order::{AddressInput, ItemInput};
-use order_shared::domain::{NewOrder, NewOrderInput};
 use order_shared::testing::{TcpProxy, TestDb, fresh_database, host_port};
 use std::time::Duration;
 use uuid::Uuid;
-
-async fn place(db: &TestDb) -> Uuid {
-    let order = NewOrder::parse(NewOrderInput {
-        currency: "USD".into(),
-        items: vec![ItemInput {
-            product_id: "sku-1".into(),
-            quantity: 1,
-            unit_price: 100,
-        }],
-        shipping_address: AddressInput {
-            name: "A".into(),
-            line1: "B".into(),
-            city: "C".into(),
-            postal_code: "D".into(),
-            country: "US".into(),
-            ..AddressInput::default()
-        },
-    })
-    .unwrap();
-    let pool = order_shared::db::build_pool(&db.settings()).unwrap();
-    let client = pool.get().await.unwrap();
-    let req = CreateOrder {
-        user_id: "alice",
-        order: &order,
-        actor: "user:alice",
-        idempotency: None,
-        traceparent: None,
-        shards: 8,
-        notify: true,
-    };
-    match create_order(&client, &req).await.unwrap() {
-        Created::New(o) => o.id,
-        Created::Replayed(_) => unreachable!(),
-    }
-}
-
-async fn status(db: &TestDb, id: Uuid) -> (String, i64) {
-    let row = db
-        .connect()
-        .await
-        .query_one("SELECT status, version FROM orders WHERE id = $1", &[&id])
-        .await
-        .unwrap();
-    (row.get(0), row.get(1))
-}
-
-async fn wait_status(db: &TestDb, id: Uuid, expected: &str) {
-    eventually(
-        &format!("order {id} becomes {expected}"),
-        Duration::from_secs(60),
-        || async { status(db, id).await.0 == expected },
-    )
-    .await;
-}
-
-async fn metric(port: u16, needle: &str) -> bool {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines().any(|l| l.starts_with(needle))
-}
-
-/// The `order.confirmed` records on the broker, read until quiet.
-async fn confirmed_records(prefix: &str) -> Vec<Record> {
-    let consumer = consumer(&brokers(), &topics(prefix, &["order.confirmed"]));
-    read_records(
-        &consumer,
-        1,
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )
-    .await
-}
-
-fn event(order: Uuid, extra: &str) -> String {
-    format!(
-        r#"{{"eventId":"{}","orderId":"{order}"{extra}}}"#,
-        Uuid::new_v4()
-    )
-}
 
 #[tokio::test]
 async fn each_event_type_has_its_effect_and_emits_the_right_event() {
@@ -249,6 +164,7 @@ async fn an_event_committed_before_a_crash_is_a_duplicate_when_redelivered() {
     let tx = client.transaction().await.unwrap();
     let ctx = InboundContext {
         key: "ce-crash",
+        scope: "payment.authorized",
         topic: &topic,
         traceparent: None,
         shards: 8,
@@ -389,4 +305,94 @@ async fn two_replicas_in_one_group_apply_every_event_once() {
     }
     first.stop().await;
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_on_two_topics_is_two_events() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let relay = spawn_relay(relay_env(&db, &prefix, &brokers(), &[])).await;
+    let id = place(&db).await;
+    let events = EventProducer::new(&brokers());
+    let key = id.to_string();
+
+    events
+        .send(
+            &format!("{prefix}inventory.reserved"),
+            &key,
+            &event(id, r#","reservationId":"r-1""#),
+            &[("ce_id", "42")],
+        )
+        .await;
+    events
+        .send(
+            &format!("{prefix}payment.authorized"),
+            &key,
+            &event(id, ""),
+            &[("ce_id", "42")],
+        )
+        .await;
+
+    wait_status(&db, id, "CONFIRMED").await;
+    let client = db.connect().await;
+    let reserved: bool = client
+        .query_one(
+            "SELECT reservation_id = 'r-1' FROM orders WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(reserved, "the reservation with the same id was applied too");
+    let mut scopes: Vec<String> = client
+        .query(
+            "SELECT scope FROM processed_events WHERE event_key = '42'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    scopes.sort();
+    assert_eq!(scopes, ["inventory.reserved", "payment.authorized"]);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_for_a_cancelled_order_is_counted_and_lag_is_reported() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let relay = spawn_relay(relay_env(&db, &prefix, &brokers(), &[])).await;
+    let id = place(&db).await;
+    let events = EventProducer::new(&brokers());
+    let key = id.to_string();
+
+    events
+        .send(
+            &format!("{prefix}payment.failed"),
+            &key,
+            &event(id, r#","reason":"declined""#),
+            &[],
+        )
+        .await;
+    wait_status(&db, id, "CANCELLED").await;
+    events.pay(&prefix, id).await;
+
+    let ignored = format!(
+        "consumed_events_total{{topic=\"{prefix}payment.authorized\",outcome=\"ignored\"}} 1"
+    );
+    eventually("the payment is ignored", Duration::from_secs(60), || {
+        metric(relay.port, &ignored)
+    })
+    .await;
+    assert!(metric(relay.port, "payments_for_cancelled_orders_total 1").await);
+    assert_eq!(status(&db, id).await, ("CANCELLED".into(), 2));
+    // librdkafka's statistics (every 5 s) carry the lag per partition.
+    let lag = format!("consumer_lag{{topic=\"{prefix}payment.authorized\",partition=");
+    eventually("consumer_lag reported", Duration::from_secs(20), || {
+        metric(relay.port, &lag)
+    })
+    .await;
+    relay.stop().await;
 }

@@ -57,14 +57,24 @@ pub fn relay_env(
 pub struct RunningRelay {
     pub port: u16,
     pub shutdown: CancellationToken,
-    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl RunningRelay {
     /// SIGTERM-like stop: finish batches, release leases.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(20), self.handle).await;
+        if let Some(handle) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), handle).await;
+        }
+    }
+}
+
+/// A test that fails before `stop` still stops the relay, so its consumer
+/// thread ends and the test's runtime can shut down.
+impl Drop for RunningRelay {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -91,7 +101,7 @@ pub async fn spawn_relay_as(env: HashMap<String, String>) -> RunningRelay {
     RunningRelay {
         port,
         shutdown,
-        handle,
+        handle: Some(handle),
     }
 }
 

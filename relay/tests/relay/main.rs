@@ -2,7 +2,10 @@
 //! Kafka-API broker (Tansu): one binary, one module per area.
 
 mod consume;
+mod consumer_faults;
+mod dead_letters;
 mod helpers;
+mod inbound;
 mod outage;
 mod publish;
 mod replicas;

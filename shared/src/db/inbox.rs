@@ -7,6 +7,7 @@
 use super::GenericClient;
 use super::orders::{Change, Transition, TransitionOutcome, transition_order};
 use crate::StoreError;
+use crate::domain::OrderStatus;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
@@ -45,8 +46,9 @@ pub enum Outcome {
     Applied,
     /// The key was seen before: nothing done.
     Duplicate,
-    /// Valid, but the order's status does not allow it: noted in the history, nothing emitted.
-    Ignored,
+    /// Valid, but the order's status (`status`) does not allow it: noted
+    /// in the history, nothing emitted.
+    Ignored { status: OrderStatus },
 }
 
 impl Outcome {
@@ -54,7 +56,7 @@ impl Outcome {
         match self {
             Outcome::Applied => "applied",
             Outcome::Duplicate => "duplicate",
-            Outcome::Ignored => "ignored",
+            Outcome::Ignored { .. } => "ignored",
         }
     }
 }
@@ -64,6 +66,9 @@ impl Outcome {
 pub struct InboundContext<'a> {
     /// The idempotency key (`ce_id`, else the payload's `eventId`).
     pub key: &'a str,
+    /// Where the key is unique: the `ce_source` header, else the topic
+    /// without its prefix. The same key in two scopes is two events.
+    pub scope: &'a str,
     /// The topic it came from (for the inbox row and the history actor).
     pub topic: &'a str,
     pub traceparent: Option<&'a str>,
@@ -97,12 +102,12 @@ pub async fn apply_inbound(
     let order_id = event.order_id();
     let insert = client
         .prepare_cached(
-            "INSERT INTO processed_events (event_key, topic, order_id, outcome) \
-             VALUES ($1, $2, $3, 'applied') ON CONFLICT (event_key) DO NOTHING",
+            "INSERT INTO processed_events (scope, event_key, topic, order_id, outcome) \
+             VALUES ($1, $2, $3, $4, 'applied') ON CONFLICT (scope, event_key) DO NOTHING",
         )
         .await?;
     if client
-        .execute(&insert, &[&ctx.key, &ctx.topic, &order_id])
+        .execute(&insert, &[&ctx.scope, &ctx.key, &ctx.topic, &order_id])
         .await?
         == 0
     {
@@ -156,10 +161,12 @@ pub async fn apply_inbound(
     };
     if outcome != Outcome::Applied {
         let stmt = client
-            .prepare_cached("UPDATE processed_events SET outcome = $2 WHERE event_key = $1")
+            .prepare_cached(
+                "UPDATE processed_events SET outcome = $3 WHERE scope = $1 AND event_key = $2",
+            )
             .await?;
         client
-            .execute(&stmt, &[&ctx.key, &outcome.as_str()])
+            .execute(&stmt, &[&ctx.scope, &ctx.key, &outcome.as_str()])
             .await?;
     }
     Ok(outcome)
@@ -186,7 +193,9 @@ async fn transition(
         Ok(TransitionOutcome::Unchanged(order)) => {
             let note = format!("ignored {}: order is already {}", ctx.topic, order.status);
             note_history(client, order_id, &note, ctx.topic).await?;
-            Ok(Outcome::Ignored)
+            Ok(Outcome::Ignored {
+                status: order.status,
+            })
         }
         Err(StoreError::InvalidTransition { current, .. }) => {
             let note = format!(
@@ -194,7 +203,7 @@ async fn transition(
                 ctx.topic
             );
             note_history(client, order_id, &note, ctx.topic).await?;
-            Ok(Outcome::Ignored)
+            Ok(Outcome::Ignored { status: current })
         }
         Err(other) => Err(other),
     }
@@ -208,7 +217,7 @@ pub async fn purge_processed_events(
 ) -> Result<u64, StoreError> {
     let stmt = client
         .prepare_cached(
-            "DELETE FROM processed_events WHERE event_key IN (SELECT event_key FROM processed_events \
+            "DELETE FROM processed_events WHERE (scope, event_key) IN (SELECT scope, event_key FROM processed_events \
              WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)",
         )
         .await?;
