@@ -396,3 +396,78 @@ async fn a_payment_for_a_cancelled_order_is_counted_and_lag_is_reported() {
     .await;
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_message_step_reports_each_outcome() {
+    use order_relay::consumer::topic_kinds;
+    use order_relay::consumer::worker::{Consumed, PartitionWorker};
+    use rdkafka::Timestamp;
+    use rdkafka::message::OwnedMessage;
+
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let env = relay_env(&db, &prefix, &brokers(), &[]);
+    let settings = order_relay::RelaySettings::from_env(&move |n: &str| env.get(n).cloned())
+        .expect("settings");
+    let relay = order_relay::Relay::build(settings, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("relay");
+    let ctx = relay.context();
+    let pool = order_shared::db::build_pool(&db.settings()).unwrap();
+    let worker = PartitionWorker::new(ctx.clone(), pool, std::sync::Arc::new(topic_kinds(&ctx)));
+    let (id, other) = (place(&db).await, place(&db).await);
+    let topic = format!("{prefix}payment.authorized");
+    let msg = |body: &str, offset: i64| {
+        OwnedMessage::new(
+            Some(body.as_bytes().to_vec()),
+            Some(b"key".to_vec()),
+            topic.clone(),
+            Timestamp::NotAvailable,
+            0,
+            offset,
+            None,
+        )
+    };
+    let pay = event(id, "");
+
+    assert_eq!(
+        worker.process(&msg(&pay, 0)).await.unwrap(),
+        Consumed::Applied
+    );
+    assert_eq!(
+        worker.process(&msg(&pay, 1)).await.unwrap(),
+        Consumed::Duplicate
+    );
+    let again = event(id, "");
+    assert_eq!(
+        worker.process(&msg(&again, 2)).await.unwrap(),
+        Consumed::Ignored
+    );
+    let unknown = event(Uuid::now_v7(), "");
+    assert_eq!(
+        worker.process(&msg(&unknown, 3)).await.unwrap(),
+        Consumed::DeadLettered
+    );
+    assert_eq!(
+        worker.process(&msg("{", 4)).await.unwrap(),
+        Consumed::DeadLettered
+    );
+
+    // A transient database error is a retry naming its reason, not a dead letter.
+    db.connect()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION always_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '40001'; END $$;
+             CREATE TRIGGER always_conflict BEFORE INSERT ON processed_events
+               FOR EACH ROW EXECUTE FUNCTION always_conflict();",
+        )
+        .await
+        .unwrap();
+    let err = worker
+        .process(&msg(&event(other, ""), 5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "serialization_failure", "{err}");
+    assert_eq!(status(&db, other).await.0, "PENDING");
+}
