@@ -74,6 +74,7 @@ pub struct Selection {
     pub topic: Option<String>,
     /// Dead-lettered at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// At most this many, the first in (partition, offset) order.
     pub limit: Option<usize>,
 }
 
@@ -96,7 +97,9 @@ impl Selection {
                 Some(since) => r.timestamp.is_some_and(|t| t >= since),
             })
             .collect();
-        picked.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
+        // In the dead-letter topic's own order: one order's records share a
+        // key, hence a partition, so their order is kept.
+        picked.sort_by_key(|r| (r.partition, r.offset));
         if let Some(limit) = self.limit {
             picked.truncate(limit);
         }

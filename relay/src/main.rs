@@ -206,3 +206,41 @@ async fn dlq(selection: Selection, action: DlqAction) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_flags_are_parsed_and_bad_ones_named() {
+        let (selection, dry_run) = replay_flags(&[
+            "--topic",
+            "payment.failed",
+            "--since",
+            "2026-11-26T10:00:00Z",
+            "--limit",
+            "5",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert!(dry_run);
+        assert_eq!(selection.topic.as_deref(), Some("payment.failed"));
+        assert_eq!(selection.limit, Some(5));
+        assert_eq!(
+            selection.since.unwrap().to_rfc3339(),
+            "2026-11-26T10:00:00+00:00"
+        );
+        for (flags, expected) in [
+            (
+                &["--since", "yesterday"][..],
+                "--since takes an RFC 3339 time",
+            ),
+            (&["--limit", "-1"][..], "--limit takes a positive number"),
+            (&["--topic"][..], "--topic takes a value"),
+            (&["--all"][..], "unknown flag \"--all\""),
+        ] {
+            let err = format!("{:#}", replay_flags(flags).unwrap_err());
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+}

@@ -97,3 +97,16 @@ impl From<serde_json::Error> for StoreError {
         StoreError::Corrupt(err.to_string())
     }
 }
+
+/// `outer: inner: innermost`, for logs and dead-letter reasons (a driver's
+/// top-level message alone, "db error", says nothing).
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -13,6 +13,7 @@ use deadpool_postgres::Pool;
 use order_shared::StoreError;
 use order_shared::db::inbox::{InboundContext, InboundEvent, Outcome, apply_inbound};
 use order_shared::domain::OrderStatus;
+use order_shared::error::error_chain;
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -168,10 +169,9 @@ impl PartitionWorker {
                 Ok(Consumed::DeadLettered)
             }
             Err(e) if e.is_data_error() || matches!(e, StoreError::Corrupt(_)) => {
-                tracing::error!(error = %e, "Event cannot be applied.");
-                self.dead_letters
-                    .send(msg, &format!("cannot apply: {e}"))
-                    .await?;
+                let reason = format!("cannot apply: {}", error_chain(&e));
+                tracing::error!(error = %reason, "Event cannot be applied.");
+                self.dead_letters.send(msg, &reason).await?;
                 Ok(Consumed::DeadLettered)
             }
             Err(source) => Err(Retry::Database {
@@ -263,7 +263,7 @@ impl PartitionWorker {
                         tracing::info!("Event consumed after retries.");
                     }
                     Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, reason = err.reason(),
+                    Err(err) => tracing::warn!(error = %error_chain(err), reason = err.reason(),
                         "Consuming failed; retrying without moving the offset."),
                 }
                 result

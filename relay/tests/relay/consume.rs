@@ -470,4 +470,32 @@ async fn the_one_message_step_reports_each_outcome() {
         .unwrap_err();
     assert_eq!(err.reason(), "serialization_failure", "{err}");
     assert_eq!(status(&db, other).await.0, "PENDING");
+
+    // A data error (SQLSTATE class 23) is dead-lettered, with its detail.
+    db.connect()
+        .await
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION always_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'injected check violation' USING ERRCODE = '23514'; END $$;",
+        )
+        .await
+        .unwrap();
+    let bad = msg(&event(other, ""), 6);
+    assert_eq!(worker.process(&bad).await.unwrap(), Consumed::DeadLettered);
+    let kafka = ctx.settings.kafka.clone();
+    let dlq_topic = kafka.topic("order-service.dlq");
+    let letters = tokio::task::spawn_blocking(move || {
+        order_relay::dlq::read_all(&kafka, &dlq_topic, Duration::from_secs(2))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("cannot apply:") && r.contains("injected check violation")),
+        "{reasons:?}"
+    );
 }
