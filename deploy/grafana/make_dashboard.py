@@ -30,6 +30,15 @@ PANELS = [
         'sum by (topic, outcome) (rate(consumed_events_total[1m]))',
     ], "{{topic}} {{outcome}}"),
     ("Dead-lettered events", "short", ['sum by (topic) (increase(consumer_dead_lettered_total[10m]))'], "{{topic}}"),
+    ("Consumer lag by partition", "short", ['max by (topic, partition) (consumer_lag)'], "{{topic}}[{{partition}}]"),
+    ("Consumer retries by reason; partitions retrying (s)", "short", [
+        'sum by (topic, reason) (rate(consumer_retries_total[5m]))',
+        'max by (topic, partition) (consumer_partition_retrying_seconds) > 0',
+    ], "{{topic}} {{reason}}{{partition}}"),
+    ("Consumer rebalances and assigned partitions", "short", [
+        'sum by (kind) (increase(consumer_rebalances_total[10m]))',
+        'sum(consumer_assigned_partitions)',
+    ], "{{kind}}"),
     ("Relay shards owned", "short", ['sum(relay_shards_owned)'], "shards"),
     ("Database pool", "short", ['sum by (service) (db_pool_connections)', 'sum by (service) (db_pool_waiting_requests)'], "{{service}}"),
 ]
