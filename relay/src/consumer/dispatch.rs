@@ -205,6 +205,9 @@ impl GroupContext {
             "A partition worker ended unexpectedly; restarting it from the first unfinished message.");
         metrics::counter!("consumer_worker_restarts_total").increment(1);
         self.start_worker(parts, tp);
+        if old.paused {
+            set_paused(consumer, tp, false);
+        }
         if let Some(offset) = resume
             && let Err(e) =
                 consumer.seek(&tp.0, tp.1, Offset::Offset(offset), Duration::from_secs(5))
