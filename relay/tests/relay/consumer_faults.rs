@@ -110,6 +110,21 @@ fn committed(group: &str, topic: &str) -> HashMap<i32, i64> {
         .collect()
 }
 
+/// Places 13 orders and locks the first one's row in an open transaction
+/// (roll the returned session back to release it).
+async fn one_locked_and_twelve_free(db: &TestDb) -> (Uuid, Vec<Uuid>, tokio_postgres::Client) {
+    let locked = place(db).await;
+    let others = place_many(db, 12).await;
+    let holder = db.connect().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM orders WHERE id = '{locked}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    (locked, others, holder)
+}
+
 async fn duplicates(port: u16, topic: &str) -> f64 {
     let text = metrics_text(port).await;
     sample(
@@ -313,15 +328,7 @@ async fn a_locked_order_holds_back_only_its_partition() {
     ))
     .await;
     let events = EventProducer::new(&brokers());
-    let locked = place(&db).await;
-    let others = place_many(&db, 12).await;
-    let holder = db.connect().await;
-    holder
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM orders WHERE id = '{locked}' FOR UPDATE"
-        ))
-        .await
-        .unwrap();
+    let (locked, others, holder) = one_locked_and_twelve_free(&db).await;
 
     // More events behind the locked order than any queue holds.
     let topic = format!("{prefix}payment.authorized");
@@ -383,15 +390,7 @@ async fn a_rebalance_does_not_wait_for_a_stuck_event_nor_apply_it_twice() {
     );
     let first = spawn_relay(env.clone()).await;
     let events = EventProducer::new(&brokers());
-    let locked = place(&db).await;
-    let others = place_many(&db, 12).await;
-    let holder = db.connect().await;
-    holder
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM orders WHERE id = '{locked}' FOR UPDATE"
-        ))
-        .await
-        .unwrap();
+    let (locked, others, holder) = one_locked_and_twelve_free(&db).await;
     events.pay(&prefix, locked).await;
     for id in &others {
         events.pay(&prefix, *id).await;
