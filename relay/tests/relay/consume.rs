@@ -314,23 +314,14 @@ async fn the_same_id_on_two_topics_is_two_events() {
     let relay = spawn_relay(relay_env(&db, &prefix, &brokers(), &[])).await;
     let id = place(&db).await;
     let events = EventProducer::new(&brokers());
-    let key = id.to_string();
+    let same_id = [("ce_id", "42")];
 
+    let reservation = r#","reservationId":"r-1""#;
     events
-        .send(
-            &format!("{prefix}inventory.reserved"),
-            &key,
-            &event(id, r#","reservationId":"r-1""#),
-            &[("ce_id", "42")],
-        )
+        .emit(&prefix, "inventory.reserved", id, reservation, &same_id)
         .await;
     events
-        .send(
-            &format!("{prefix}payment.authorized"),
-            &key,
-            &event(id, ""),
-            &[("ce_id", "42")],
-        )
+        .emit(&prefix, "payment.authorized", id, "", &same_id)
         .await;
 
     wait_status(&db, id, "CONFIRMED").await;
@@ -366,15 +357,10 @@ async fn a_payment_for_a_cancelled_order_is_counted_and_lag_is_reported() {
     let relay = spawn_relay(relay_env(&db, &prefix, &brokers(), &[])).await;
     let id = place(&db).await;
     let events = EventProducer::new(&brokers());
-    let key = id.to_string();
 
+    let declined = r#","reason":"declined""#;
     events
-        .send(
-            &format!("{prefix}payment.failed"),
-            &key,
-            &event(id, r#","reason":"declined""#),
-            &[],
-        )
+        .emit(&prefix, "payment.failed", id, declined, &[])
         .await;
     wait_status(&db, id, "CANCELLED").await;
     events.pay(&prefix, id).await;

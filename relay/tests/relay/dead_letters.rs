@@ -48,11 +48,13 @@ async fn a_dead_letter_is_replayed_once_its_order_exists() {
     let relay = spawn_relay(env.clone()).await;
     let topic = format!("{prefix}payment.authorized");
     let missing = Uuid::now_v7();
+    let payment = r#","paymentId":"p-1""#;
     EventProducer::new(&brokers())
-        .send(
-            &topic,
-            &missing.to_string(),
-            &event(missing, r#","paymentId":"p-1""#),
+        .emit(
+            &prefix,
+            "payment.authorized",
+            missing,
+            payment,
             &[("ce_id", "ce-late")],
         )
         .await;

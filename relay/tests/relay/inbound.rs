@@ -179,10 +179,24 @@ impl EventProducer {
             .expect("produce")
     }
 
+    /// An event for `order` (fresh `eventId`, `extra` JSON members) on
+    /// `{prefix}{topic}`, keyed by the order id.
+    pub async fn emit(
+        &self,
+        prefix: &str,
+        topic: &str,
+        order: Uuid,
+        extra: &str,
+        headers: &[(&str, &str)],
+    ) -> (i32, i64) {
+        let topic = format!("{prefix}{topic}");
+        self.send(&topic, &order.to_string(), &event(order, extra), headers)
+            .await
+    }
+
     /// A `payment.authorized` event for `order` with a fresh id.
     pub async fn pay(&self, prefix: &str, order: Uuid) -> (i32, i64) {
-        let topic = format!("{prefix}payment.authorized");
-        self.send(&topic, &order.to_string(), &event(order, ""), &[])
+        self.emit(prefix, "payment.authorized", order, "", &[])
             .await
     }
 }
