@@ -42,16 +42,15 @@ pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
         Err(e) => format!("probe failed: {e}"),
     };
     let stuck = ctx.consumer.stuck(ctx.settings.consumer.stuck_after);
-    let consumer = if !ctx.settings.consumer.enabled {
-        "disabled".to_owned()
+    let (consumer, consumer_ok) = if !ctx.settings.consumer.enabled {
+        ("disabled".to_owned(), true)
     } else if !ctx.consumer.is_running() {
-        "not running".to_owned()
+        ("not running".to_owned(), false)
     } else if stuck.is_empty() {
-        "ok".to_owned()
+        ("ok".to_owned(), true)
     } else {
-        format!("stuck: {}", stuck.join("; "))
+        (format!("stuck: {}", stuck.join("; ")), false)
     };
-    let consumer_ok = consumer == "ok" || consumer == "disabled";
     let ok = database == "ok" && broker == "ok" && consumer_ok;
     let body = Json(json!({
         "status": if ok { "ready" } else { "not ready" },
