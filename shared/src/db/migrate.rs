@@ -30,11 +30,15 @@ pub async fn run(settings: &DbSettings) -> anyhow_like::Result<Vec<String>> {
 }
 
 /// The `migrate` subcommand of both binaries: settings from the
-/// environment, migrations applied, and a line to print.
+/// environment, migrations applied, `OUTBOX_SHARDS` pinned (or checked
+/// against the pinned value), and a line to print.
 pub async fn run_from_env() -> anyhow_like::Result<String> {
     let common = crate::config::CommonSettings::from_env(&crate::config::ProcessEnv)?;
     crate::telemetry::init_tracing(common.log_format);
     let applied = run(&common.db).await?;
+    let pool = super::build_pool(&common.db)?;
+    let client = pool.get().await?;
+    super::pinned::check_outbox_shards(&client, common.outbox_shards).await?;
     Ok(if applied.is_empty() {
         "Database schema is up to date.".to_owned()
     } else {

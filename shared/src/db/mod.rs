@@ -5,6 +5,7 @@ pub mod inbox;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;
+pub mod pinned;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
