@@ -128,6 +128,12 @@ pub struct RelaySettings {
     pub rebalance_interval: Duration,
     /// NOTIFY with the outbox rows the consumer writes (`OUTBOX_NOTIFY`).
     pub outbox_notify: bool,
+    /// Client-side timeout of every lease-session query; the server ends a
+    /// session idle for twice as long (`OUTBOX_SESSION_TIMEOUT_MS`).
+    pub session_timeout: Duration,
+    /// After this long without an acknowledged send, the relay gives its
+    /// shards back until its producer works (`OUTBOX_PUBLISH_STALL_SECS`).
+    pub publish_stall: Duration,
 }
 
 impl RelaySettings {
@@ -179,6 +185,13 @@ impl RelaySettings {
             poll_interval: millis(env, "OUTBOX_POLL_INTERVAL_MS", 10, 1..=60_000)?,
             rebalance_interval: millis(env, "OUTBOX_REBALANCE_INTERVAL_MS", 1_000, 100..=60_000)?,
             outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
+            session_timeout: millis(env, "OUTBOX_SESSION_TIMEOUT_MS", 5_000, 1_000..=600_000)?,
+            publish_stall: Duration::from_secs(parse_in_range(
+                env,
+                "OUTBOX_PUBLISH_STALL_SECS",
+                60_u64,
+                1..=86_400,
+            )?),
         })
     }
 }
@@ -195,6 +208,8 @@ mod tests {
         assert_eq!(s.parked_policy, ParkedPolicy::Stop);
         assert_eq!(s.kafka.topic("order.placed"), "order.placed");
         assert!(!s.kafka.create_topics);
+        assert_eq!(s.session_timeout, Duration::from_secs(5));
+        assert_eq!(s.publish_stall, Duration::from_secs(60));
     }
 
     #[test]
@@ -211,6 +226,8 @@ mod tests {
             ("INBOX_RETENTION_HOURS", "0"),
             ("CONSUMER_REVOKE_TIMEOUT_MS", "5"),
             ("CONSUMER_STUCK_SECS", "never"),
+            ("OUTBOX_SESSION_TIMEOUT_MS", "500"),
+            ("OUTBOX_PUBLISH_STALL_SECS", "0"),
         ] {
             let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

@@ -1,7 +1,8 @@
-//! `/health/live`, `/health/ready` (database session and broker) and
+//! `/health/live`, `/health/ready` (database session, broker, publisher,
+//! consumer) and
 //! `/metrics` on RELAY_PORT.
 
-use crate::startup::RelayContext;
+use crate::context::RelayContext;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::http::StatusCode;
 use poem::web::{Data, Json};
@@ -16,17 +17,41 @@ pub fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the relay's database session is open, the broker answers a
-/// metadata request within two seconds, and no consumer partition has been
-/// retrying one event for longer than `CONSUMER_STUCK_SECS` (those are
-/// named).
-#[handler]
-pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
-    let database = if ctx.session_ok.load(Ordering::Relaxed) {
-        "ok".to_owned()
+/// The verdict of one readiness check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Ok,
+    /// Not in use (the consumer with `CONSUMER_ENABLED=false`).
+    Disabled,
+    /// Failing, with what an operator needs to know.
+    Failing(String),
+}
+
+impl Check {
+    pub fn passes(&self) -> bool {
+        !matches!(self, Check::Failing(_))
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Check::Ok => "ok".to_owned(),
+            Check::Disabled => "disabled".to_owned(),
+            Check::Failing(why) => why.clone(),
+        }
+    }
+}
+
+fn database_check(ctx: &RelayContext) -> Check {
+    if ctx.session_ok.load(Ordering::Relaxed) {
+        Check::Ok
+    } else if ctx.publishing.is_stalled() {
+        Check::Failing("session closed: shards given back while the broker is unreachable".into())
     } else {
-        "no database session".to_owned()
-    };
+        Check::Failing("no database session".into())
+    }
+}
+
+async fn broker_check(ctx: &RelayContext) -> Check {
     let (_, producer) = ctx.producers.get();
     let probe = tokio::task::spawn_blocking(move || {
         use rdkafka::producer::Producer;
@@ -36,25 +61,64 @@ pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
             .map(|_| ())
     })
     .await;
-    let broker = match probe {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => format!("unreachable: {e}"),
-        Err(e) => format!("probe failed: {e}"),
-    };
+    match probe {
+        Ok(Ok(())) => Check::Ok,
+        Ok(Err(e)) => Check::Failing(format!("unreachable: {e}")),
+        Err(e) => Check::Failing(format!("probe failed: {e}")),
+    }
+}
+
+fn publisher_check(ctx: &RelayContext) -> Check {
+    if ctx.publishing.is_stalled() {
+        return Check::Failing(format!(
+            "stalled: no send acknowledged for {} s or more; shards given back",
+            ctx.settings.publish_stall.as_secs()
+        ));
+    }
+    match ctx.publishing.failing_for() {
+        Some(failing) if failing >= Duration::from_secs(5) => {
+            Check::Failing(format!("failing for {} s", failing.as_secs()))
+        }
+        _ => Check::Ok,
+    }
+}
+
+fn consumer_check(ctx: &RelayContext) -> Check {
+    if !ctx.settings.consumer.enabled {
+        return Check::Disabled;
+    }
+    if !ctx.consumer.is_running() {
+        return Check::Failing("not running".into());
+    }
     let stuck = ctx.consumer.stuck(ctx.settings.consumer.stuck_after);
-    let (consumer, consumer_ok) = if !ctx.settings.consumer.enabled {
-        ("disabled".to_owned(), true)
-    } else if !ctx.consumer.is_running() {
-        ("not running".to_owned(), false)
-    } else if stuck.is_empty() {
-        ("ok".to_owned(), true)
+    if stuck.is_empty() {
+        Check::Ok
     } else {
-        (format!("stuck: {}", stuck.join("; ")), false)
-    };
-    let ok = database == "ok" && broker == "ok" && consumer_ok;
+        Check::Failing(format!("stuck: {}", stuck.join("; ")))
+    }
+}
+
+/// Ready when the relay's database session is open, the broker answers a
+/// metadata request within two seconds, its sends are acknowledged (not
+/// failing for 5 s, not stalled past `OUTBOX_PUBLISH_STALL_SECS`), and no
+/// consumer partition has been retrying one event for longer than
+/// `CONSUMER_STUCK_SECS` (those are named).
+#[handler]
+pub async fn ready(ctx: Data<&Arc<RelayContext>>) -> Response {
+    let checks = [
+        ("database", database_check(&ctx)),
+        ("broker", broker_check(&ctx).await),
+        ("publisher", publisher_check(&ctx)),
+        ("consumer", consumer_check(&ctx)),
+    ];
+    let ok = checks.iter().all(|(_, check)| check.passes());
+    let details: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|(name, check)| ((*name).to_owned(), check.text().into()))
+        .collect();
     let body = Json(json!({
         "status": if ok { "ready" } else { "not ready" },
-        "checks": { "database": database, "broker": broker, "consumer": consumer },
+        "checks": details,
     }));
     if ok {
         body.into_response()

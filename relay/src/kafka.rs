@@ -135,11 +135,16 @@ pub enum Fault {
     Producer,
     /// The topic is missing: create it (when allowed), then retry.
     MissingTopic,
+    /// The broker refuses us the topic (ACLs): every record alike, so retry
+    /// later, count no attempt, and tell an operator.
+    Unauthorized,
     /// Something about this record: count an attempt, park when exhausted.
     Record,
 }
 
-/// Sorts a send error (DESIGN section 8 lists the broker behaviours).
+/// Sorts a send error (DESIGN section 8 lists the broker behaviours). A
+/// refused authorisation (`TopicAuthorizationFailed`) is the broker's side:
+/// an ACL fix cures every record alike, so no record is parked for it.
 pub fn classify(err: &KafkaError) -> Fault {
     use RDKafkaErrorCode as C;
     let Some(code) = err.rdkafka_error_code() else {
@@ -147,6 +152,7 @@ pub fn classify(err: &KafkaError) -> Fault {
     };
     match code {
         C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition => Fault::MissingTopic,
+        C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => Fault::Unauthorized,
         C::UnknownProducerId
         | C::OutOfOrderSequenceNumber
         | C::InvalidProducerEpoch
@@ -157,7 +163,6 @@ pub fn classify(err: &KafkaError) -> Fault {
         | C::InvalidMessage
         | C::InvalidMessageSize
         | C::InvalidRecord
-        | C::TopicAuthorizationFailed
         | C::InvalidTopic
         | C::PolicyViolation => Fault::Record,
         _ => Fault::Broker,
@@ -261,6 +266,10 @@ mod tests {
         assert_eq!(
             classify(&send(RDKafkaErrorCode::MessageSizeTooLarge)),
             Fault::Record
+        );
+        assert_eq!(
+            classify(&send(RDKafkaErrorCode::TopicAuthorizationFailed)),
+            Fault::Unauthorized
         );
     }
 }

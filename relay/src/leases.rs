@@ -10,19 +10,28 @@
 //! shards have rows and wakes their workers; a NOTIFY from the writer (with
 //! `OUTBOX_NOTIFY=true`) wakes a worker at once.
 //!
+//! Faults: a session that does not answer within `OUTBOX_SESSION_TIMEOUT_MS`
+//! is given up (see `order_shared::db::outbox::session`); a relay whose sends
+//! have failed for `OUTBOX_PUBLISH_STALL_SECS` closes its session, so the
+//! others take its shards, and comes back once its producer reaches the
+//! broker; a shard given back is released in the background (its worker
+//! gets a bounded time to finish its batch), so the coordinator never waits
+//! on one shard; a worker that ends on its own (a panic) is restarted.
+//!
 //! Why advisory locks rather than a lease table: the lock lives exactly as
 //! long as the session that works the shard, with no clock, heartbeat or
 //! fencing token to get wrong, and costs no writes.
 
+use crate::backoff::Backoff;
+use crate::context::RelayContext;
 use crate::publisher::run_shard;
-use crate::startup::RelayContext;
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxSession, SessionEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,12 +41,163 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
+/// Starts the worker of one shard: `(shard, wake, stop) -> task`.
+pub type SpawnWorker = Box<dyn Fn(i32, Arc<Notify>, CancellationToken) -> JoinHandle<()> + Send>;
+
+/// The shard workers of one session: started on lease, supervised (a
+/// worker that ended while its lease is held is restarted), and given back
+/// in the background.
+pub struct ShardWorkers {
+    spawn: SpawnWorker,
+    running: HashMap<i32, Worker>,
+    /// Shards being given back: stopped, lease not yet released.
+    releasing: HashSet<i32>,
+    released_tx: mpsc::UnboundedSender<i32>,
+    released_rx: mpsc::UnboundedReceiver<i32>,
+}
+
+impl ShardWorkers {
+    pub fn new(spawn: SpawnWorker) -> Self {
+        let (released_tx, released_rx) = mpsc::unbounded_channel();
+        ShardWorkers {
+            spawn,
+            running: HashMap::new(),
+            releasing: HashSet::new(),
+            released_tx,
+            released_rx,
+        }
+    }
+
+    /// Shards with a running worker.
+    pub fn owned(&self) -> Vec<i32> {
+        let mut owned: Vec<i32> = self.running.keys().copied().collect();
+        owned.sort_unstable();
+        owned
+    }
+
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Whether the shard is ours, working or being given back.
+    pub fn holds(&self, shard: i32) -> bool {
+        self.running.contains_key(&shard) || self.releasing.contains(&shard)
+    }
+
+    pub fn start(&mut self, shard: i32) {
+        let stop = CancellationToken::new();
+        let wake = Arc::new(Notify::new());
+        let handle = (self.spawn)(shard, wake.clone(), stop.clone());
+        self.running.insert(shard, Worker { stop, wake, handle });
+    }
+
+    pub fn wake(&self, shard: i32) {
+        if let Some(worker) = self.running.get(&shard) {
+            worker.wake.notify_one();
+        }
+    }
+
+    /// Restarts every worker that ended although it was not stopped (it
+    /// panicked, or gave up on its session); returns how many.
+    pub async fn supervise(&mut self) -> usize {
+        let ended: Vec<i32> = self
+            .running
+            .iter()
+            .filter(|(_, w)| w.handle.is_finished() && !w.stop.is_cancelled())
+            .map(|(shard, _)| *shard)
+            .collect();
+        for &shard in &ended {
+            if let Some(worker) = self.running.remove(&shard) {
+                match worker.handle.await {
+                    Err(err) if err.is_panic() => {
+                        metrics::counter!("relay_shard_worker_panics_total").increment(1);
+                        tracing::error!(shard, error = %err, "Shard worker panicked; restarting it.");
+                    }
+                    _ => tracing::warn!(shard, "Shard worker ended; restarting it."),
+                }
+            }
+            self.start(shard);
+        }
+        ended.len()
+    }
+
+    /// Stops the shard's worker and releases its lease once the worker
+    /// finished its batch, or after `bound` (then the worker is aborted: its
+    /// rows stay in the outbox). Runs in the background; `collect_released`
+    /// forgets the shard once its lease is back.
+    pub fn give_back(&mut self, shard: i32, session: &Arc<OutboxSession>, bound: Duration) {
+        let Some(worker) = self.running.remove(&shard) else {
+            return;
+        };
+        worker.stop.cancel();
+        self.releasing.insert(shard);
+        let (session, done) = (session.clone(), self.released_tx.clone());
+        tokio::spawn(async move {
+            let mut handle = worker.handle;
+            if tokio::time::timeout(bound, &mut handle).await.is_err() {
+                tracing::warn!(
+                    shard,
+                    "Shard worker did not finish its batch in time; aborting it (rows stay in the outbox)."
+                );
+                handle.abort();
+            }
+            match session.release(shard).await {
+                Ok(()) => tracing::info!(shard, "Released shard lease."),
+                Err(err) => tracing::warn!(shard, error = %err, "Releasing a shard lease failed."),
+            }
+            let _ = done.send(shard);
+        });
+    }
+
+    /// Forgets the shards whose release finished.
+    pub fn collect_released(&mut self) {
+        while let Ok(shard) = self.released_rx.try_recv() {
+            self.releasing.remove(&shard);
+        }
+    }
+
+    /// Stops every worker and waits up to `bound` for them; aborts the rest.
+    pub async fn stop_all(&mut self, bound: Duration) {
+        for worker in self.running.values() {
+            worker.stop.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + bound;
+        for (shard, mut worker) in self.running.drain() {
+            if tokio::time::timeout_at(deadline, &mut worker.handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    shard,
+                    "Shard worker did not finish its batch in time; aborting it (rows stay in the outbox)."
+                );
+                worker.handle.abort();
+            }
+        }
+    }
+}
+
+/// How long a shard worker given back may take to finish its batch: one
+/// message timeout (the longest a send waits for its ack) and a margin.
+fn batch_bound(ctx: &RelayContext) -> Duration {
+    ctx.settings.kafka.message_timeout + Duration::from_secs(1)
+}
+
 /// Runs sessions, leases and shard workers until `shutdown`.
 pub async fn run(ctx: Arc<RelayContext>, shutdown: CancellationToken) {
-    let mut backoff =
-        crate::publisher::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while !shutdown.is_cancelled() {
-        let (session, events) = match OutboxSession::connect(&ctx.settings.common.db).await {
+        if ctx.publishing.is_stalled() {
+            wait_for_producer(&ctx, &shutdown).await;
+            continue;
+        }
+        let connected =
+            OutboxSession::connect(&ctx.settings.common.db, ctx.settings.session_timeout).await;
+        let (session, events) = match connected {
             Ok(pair) => pair,
             Err(err) => {
                 ctx.session_ok.store(false, Ordering::Relaxed);
@@ -59,89 +219,126 @@ pub async fn run(ctx: Arc<RelayContext>, shutdown: CancellationToken) {
     }
 }
 
+/// Stalled: no session, no leases; every two seconds ask the broker for
+/// metadata with a fresh producer, and resume once it answers.
+async fn wait_for_producer(ctx: &Arc<RelayContext>, shutdown: &CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let (generation, producer) = ctx.producers.get();
+        let probe = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .is_ok()
+        })
+        .await;
+        if matches!(probe, Ok(true)) {
+            // A producer that lived through the outage may have lost its id.
+            ctx.producers.replace(generation);
+            ctx.publishing.set_stalled(false);
+            tracing::info!("The broker answers again; taking shard leases.");
+            return;
+        }
+    }
+}
+
 async fn run_session(
     ctx: &Arc<RelayContext>,
     session: Arc<OutboxSession>,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<SessionEvent>,
+    mut events: mpsc::UnboundedReceiver<SessionEvent>,
     shutdown: &CancellationToken,
 ) {
-    let mut workers: HashMap<i32, Worker> = HashMap::new();
+    let spawn_ctx = ctx.clone();
+    let spawn_session = session.clone();
+    let mut workers = ShardWorkers::new(Box::new(move |shard, wake, stop| {
+        tokio::spawn(run_shard(
+            spawn_ctx.clone(),
+            spawn_session.clone(),
+            shard,
+            wake,
+            stop,
+        ))
+    }));
     let mut tick = tokio::time::interval(ctx.settings.rebalance_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe = tokio::time::interval(ctx.settings.poll_interval);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat = tokio::time::interval(session.timeout() / 4);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = events.recv() => match event {
-                Some(SessionEvent::NewRows(shard)) => {
-                    if let Some(worker) = workers.get(&shard) {
-                        worker.wake.notify_one();
-                    }
-                }
+                Some(SessionEvent::NewRows(shard)) => workers.wake(shard),
                 Some(SessionEvent::Closed) | None => {
                     tracing::warn!(shards = workers.len(), "Relay database session lost; its leases are gone.");
                     break;
                 }
             },
+            _ = heartbeat.tick() => {
+                if let Err(err) = session.heartbeat().await {
+                    tracing::debug!(error = %err, "Relay session heartbeat failed.");
+                }
+            }
             _ = probe.tick(), if !workers.is_empty() => {
-                let owned: Vec<i32> = workers.keys().copied().collect();
-                match session.shards_with_rows(&owned).await {
-                    Ok(ready) => {
-                        for shard in ready {
-                            if let Some(worker) = workers.get(&shard) {
-                                worker.wake.notify_one();
-                            }
-                        }
-                    }
-                    Err(err) => {
-                        tracing::debug!(error = %err, "Outbox probe failed.");
-                        if session.is_closed() {
-                            break;
-                        }
-                    }
+                match session.shards_with_rows(&workers.owned()).await {
+                    Ok(ready) => ready.into_iter().for_each(|shard| workers.wake(shard)),
+                    Err(err) => tracing::debug!(error = %err, "Outbox probe failed."),
                 }
             }
             _ = tick.tick() => {
+                if let Some(failing) = ctx.publishing.failing_for()
+                    && failing >= ctx.settings.publish_stall
+                {
+                    tracing::error!(failing_secs = failing.as_secs(), shards = workers.len(),
+                        "Cannot publish to the broker; giving the shards back until it answers (OUTBOX_PUBLISH_STALL_SECS).");
+                    ctx.publishing.set_stalled(true);
+                    break;
+                }
+                workers.collect_released();
+                workers.supervise().await;
                 if let Err(err) = rebalance(ctx, &session, &mut workers).await {
                     tracing::warn!(error = %err, "Rebalancing shard leases failed.");
-                    if session.is_closed() {
-                        break;
-                    }
                 }
                 metrics::gauge!("relay_shards_owned").set(workers.len() as f64);
             }
         }
+        if session.is_closed() {
+            tracing::warn!(
+                shards = workers.len(),
+                "Relay database session closed or timed out; its shards stop."
+            );
+            break;
+        }
     }
-    // Let every worker finish its batch, then drop the session: closing it
-    // releases all leases at once.
-    for worker in workers.values() {
-        worker.stop.cancel();
-    }
-    for (_, worker) in workers.drain() {
-        let _ = worker.handle.await;
-    }
+    // Let every worker finish its batch (bounded), then drop the session:
+    // closing it releases all leases at once. A session that is gone gets
+    // no wait: its workers stop at their next query.
+    let bound = if session.is_closed() {
+        session.timeout()
+    } else {
+        batch_bound(ctx)
+    };
+    workers.stop_all(bound).await;
 }
 
 async fn rebalance(
     ctx: &Arc<RelayContext>,
     session: &Arc<OutboxSession>,
-    workers: &mut HashMap<i32, Worker>,
+    workers: &mut ShardWorkers,
 ) -> Result<(), StoreError> {
     let shards = i64::from(ctx.settings.common.outbox_shards);
     let members = session.member_count().await?.max(1);
     let fair = ((shards + members - 1) / members) as usize;
 
     if workers.len() > fair {
-        let mut owned: Vec<i32> = workers.keys().copied().collect();
-        owned.sort_unstable();
+        let owned = workers.owned();
         for shard in owned.into_iter().rev().take(workers.len() - fair) {
-            if let Some(worker) = workers.remove(&shard) {
-                worker.stop.cancel();
-                let _ = worker.handle.await;
-                session.release(shard).await?;
-                tracing::info!(shard, "Released shard lease.");
-            }
+            workers.give_back(shard, session, batch_bound(ctx));
         }
     } else if workers.len() < fair {
         let taken = session.leased_shards().await?;
@@ -149,20 +346,11 @@ async fn rebalance(
             if workers.len() >= fair {
                 break;
             }
-            if taken.contains(&shard) || workers.contains_key(&shard) {
+            if taken.contains(&shard) || workers.holds(shard) {
                 continue;
             }
             if session.try_lease(shard).await? {
-                let stop = CancellationToken::new();
-                let wake = Arc::new(Notify::new());
-                let handle = tokio::spawn(run_shard(
-                    ctx.clone(),
-                    session.clone(),
-                    shard,
-                    wake.clone(),
-                    stop.clone(),
-                ));
-                workers.insert(shard, Worker { stop, wake, handle });
+                workers.start(shard);
                 tracing::debug!(shard, "Took shard lease.");
             }
         }
@@ -172,7 +360,38 @@ async fn rebalance(
             "Shard leases balanced."
         );
     }
-    // A worker that ended on its own (its session failed) is dropped here.
-    workers.retain(|_, w| !w.handle.is_finished());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn a_panicked_worker_is_restarted_and_a_stopped_one_is_not() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let counted = starts.clone();
+        let mut workers = ShardWorkers::new(Box::new(move |_shard, _wake, stop| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if n == 0 {
+                    panic!("first run of the worker fails");
+                }
+                stop.cancelled().await;
+            })
+        }));
+        workers.start(3);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        assert_eq!(workers.supervise().await, 1, "the panicked worker restarts");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(workers.supervise().await, 0, "the new one keeps running");
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+        assert_eq!(workers.owned(), vec![3]);
+
+        workers.stop_all(Duration::from_secs(1)).await;
+        assert!(workers.is_empty());
+        assert_eq!(starts.load(Ordering::SeqCst), 2);
+    }
 }

@@ -2,8 +2,10 @@
 //! loss, with several replicas at once (shards leased through PostgreSQL),
 //! and applies payment and inventory events once per idempotency key.
 
+pub mod backoff;
 pub mod config;
 pub mod consumer;
+pub mod context;
 pub mod dlq;
 pub mod health;
 pub mod kafka;
@@ -12,4 +14,5 @@ pub mod publisher;
 pub mod startup;
 
 pub use config::RelaySettings;
+pub use context::RelayContext;
 pub use startup::Relay;

@@ -1,19 +1,23 @@
 //! Outbox -> Kafka for one shard: `publish_once` claims the next rows in id
 //! order, produces them all, waits for every acknowledgement and deletes the
-//! acknowledged prefix. `run_shard` loops it with wake-ups and backoff.
+//! acknowledged rows that no failed row of their order precedes. `run_shard`
+//! loops it with wake-ups and backoff.
 
+use crate::backoff::Backoff;
 use crate::config::ParkedPolicy;
-use crate::kafka::{Fault, classify, create_topics, record_headers};
-use crate::startup::RelayContext;
+use crate::context::RelayContext;
+use crate::kafka::{Fault, classify, record_headers};
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +35,23 @@ pub enum Step {
 pub enum PublishError {
     #[error("outbox database: {0}")]
     Database(#[from] StoreError),
-    #[error("publishing row {row_id} to {topic} failed ({fault:?}): {source}")]
+    #[error(
+        "publishing row {row_id} to {topic} failed ({fault:?}): {source} \
+         ({failed} row(s) failed, {published} published)"
+    )]
     Send {
         row_id: i64,
         topic: String,
         fault: Fault,
+        failed: usize,
+        published: usize,
         #[source]
         source: KafkaError,
     },
+    /// The lease session timed out or closed: this relay may no longer act
+    /// on the shard.
+    #[error("the shard's lease is no longer certain (database session lost or timed out)")]
+    LeaseLost,
 }
 
 async fn deliver(
@@ -51,25 +64,52 @@ async fn deliver(
     }
 }
 
+/// Which rows of a batch may be deleted, given each row's order and whether
+/// the broker acknowledged it (rows in id order; a row not sent counts as
+/// not acknowledged): every acknowledged row that no unacknowledged row of
+/// the same order precedes. The rest stay, so an order's events are re-sent
+/// in order and other orders' events are not re-sent at all.
+pub fn deletable(rows: &[(Uuid, bool)]) -> Vec<usize> {
+    let mut held: HashSet<Uuid> = HashSet::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, (order, acked)) in rows.iter().enumerate() {
+        if *acked && !held.contains(order) {
+            out.push(i);
+        } else if !*acked {
+            held.insert(*order);
+        }
+    }
+    out
+}
+
 /// Publishes the next batch of `shard`. Rows are produced in id order and
-/// deleted only once acknowledged; after a failed row, later rows are kept
-/// even when acked, so that the order's events are re-sent in order.
+/// deleted only once acknowledged (see [`deletable`] for a batch in which
+/// some rows failed). Nothing is claimed or sent unless the lease is still
+/// certainly ours (`OutboxSession::lease_valid`).
 pub async fn publish_once(
     ctx: &RelayContext,
     session: &OutboxSession,
     shard: i32,
 ) -> Result<Step, PublishError> {
     let settings = &ctx.settings;
+    if !session.lease_valid() {
+        return Err(PublishError::LeaseLost);
+    }
     let include_parked = settings.parked_policy == ParkedPolicy::Stop;
     let claimed = session
         .claim(shard, settings.batch_size, include_parked)
         .await?;
     if claimed.is_empty() {
+        ctx.publishing.settled(shard);
         return Ok(Step::Empty);
     }
     let rows: Vec<OutboxRow> = claimed.into_iter().take_while(|r| !r.parked).collect();
     if rows.is_empty() {
+        ctx.publishing.settled(shard);
         return Ok(Step::Blocked);
+    }
+    if !session.lease_valid() {
+        return Err(PublishError::LeaseLost);
     }
 
     let (generation, producer) = ctx.producers.get();
@@ -78,53 +118,71 @@ pub async fn publish_once(
         .map(|r| settings.kafka.topic(&r.topic))
         .collect();
     let keys: Vec<String> = rows.iter().map(|r| r.order_id.to_string()).collect();
+    // An order whose row cannot be handed to the producer sends nothing
+    // more in this batch; the other orders go on.
+    let mut held: HashSet<Uuid> = HashSet::new();
     let mut pending = Vec::with_capacity(rows.len());
     for ((row, topic), key) in rows.iter().zip(&topics).zip(&keys) {
+        if held.contains(&row.order_id) {
+            pending.push(None);
+            continue;
+        }
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(&row.payload)
             .headers(record_headers(row));
         match producer.send_result(record) {
-            Ok(fut) => pending.push(Ok(fut)),
+            Ok(fut) => pending.push(Some(Ok(fut))),
             Err((err, _)) => {
-                pending.push(Err(err));
-                break;
+                held.insert(row.order_id);
+                pending.push(Some(Err(err)));
             }
         }
     }
 
-    let mut acked = Vec::with_capacity(rows.len());
-    let mut failure: Option<(&OutboxRow, &String, KafkaError)> = None;
-    for ((row, topic), fut) in rows.iter().zip(&topics).zip(pending) {
-        match deliver(fut).await {
-            Ok(()) if failure.is_none() => {
-                acked.push(row.id);
-                let latency = (chrono::Utc::now() - row.created_at).as_seconds_f64();
-                metrics::histogram!("outbox_publish_latency_seconds").record(latency.max(0.0));
-                metrics::counter!("outbox_published_total", "topic" => topic.clone()).increment(1);
-            }
-            Ok(()) => {}
-            Err(err) => {
-                if failure.is_none() {
-                    failure = Some((row, topic, err));
+    // Records handed to the producer (acked or not): beside
+    // `outbox_published_total`, the difference is what will be re-sent.
+    let sent = pending.iter().filter(|p| matches!(p, Some(Ok(_)))).count();
+    metrics::counter!("outbox_sent_total").increment(sent as u64);
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut failures: Vec<(usize, KafkaError)> = Vec::new();
+    for (i, (row, fut)) in rows.iter().zip(pending).enumerate() {
+        let acked = match fut {
+            Some(fut) => match deliver(fut).await {
+                Ok(()) => true,
+                Err(err) => {
+                    failures.push((i, err));
+                    false
                 }
-            }
+            },
+            None => false,
+        };
+        outcomes.push((row.order_id, acked));
+    }
+    let delete = deletable(&outcomes);
+    if !delete.is_empty() {
+        let ids: Vec<i64> = delete.iter().map(|&i| rows[i].id).collect();
+        session.delete(&ids).await?;
+        for &i in &delete {
+            let latency = (chrono::Utc::now() - rows[i].created_at).as_seconds_f64();
+            metrics::histogram!("outbox_publish_latency_seconds").record(latency.max(0.0));
+            metrics::counter!("outbox_published_total", "topic" => topics[i].clone()).increment(1);
         }
+        ctx.publishing.succeeded(shard);
     }
-    if !acked.is_empty() {
-        session.delete(&acked).await?;
-    }
-    let Some((row, topic, err)) = failure else {
+    if failures.is_empty() {
         ctx.broker_ok.store(true, Ordering::Relaxed);
-        return Ok(Step::Published(acked.len()));
-    };
+        return Ok(Step::Published(delete.len()));
+    }
 
-    let fault = classify(&err);
-    metrics::counter!("outbox_publish_errors_total", "topic" => topic.clone(),
-        "fault" => format!("{fault:?}").to_lowercase())
-    .increment(1);
-    match fault {
-        Fault::Record => {
+    let mut broker_side = None;
+    for (i, err) in &failures {
+        let (row, topic) = (&rows[*i], &topics[*i]);
+        let fault = classify(err);
+        metrics::counter!("outbox_publish_errors_total", "topic" => topic.clone(),
+            "fault" => format!("{fault:?}").to_lowercase())
+        .increment(1);
+        if fault == Fault::Record {
             let parked = session
                 .record_failure(row.id, &err.to_string(), settings.max_attempts)
                 .await?;
@@ -133,69 +191,54 @@ pub async fn publish_once(
                     topic = %topic, error = %err,
                     "Outbox row parked after too many failed attempts; see `order-relay outbox parked`.");
             }
+        } else {
+            broker_side.get_or_insert(fault);
         }
-        Fault::Producer => ctx.producers.replace(generation),
-        Fault::MissingTopic => ensure_topics(ctx).await,
-        Fault::Broker => {
+    }
+    match broker_side {
+        Some(Fault::Producer) => ctx.producers.replace(generation),
+        Some(Fault::MissingTopic) => ctx.ensure_topics().await,
+        Some(Fault::Broker) => {
             ctx.broker_ok.store(false, Ordering::Relaxed);
             // After an outage the broker may have forgotten our producer id,
             // and a restarted broker may have lost its topics (sends to a
             // missing topic time out rather than fail).
             ctx.producers.replace(generation);
-            ensure_topics(ctx).await;
+            ctx.ensure_topics().await;
         }
+        Some(Fault::Unauthorized) => {
+            ctx.broker_ok.store(false, Ordering::Relaxed);
+            tracing::error!(
+                shard,
+                "The broker refuses this relay a topic (TopicAuthorizationFailed); fix its ACLs."
+            );
+        }
+        Some(Fault::Record) | None => {}
     }
+    if broker_side.is_some() {
+        ctx.publishing.failed(shard);
+    }
+    let failed = failures.len();
+    let Some((i, err)) = failures.into_iter().next() else {
+        return Ok(Step::Published(delete.len()));
+    };
     Err(PublishError::Send {
-        row_id: row.id,
-        topic: topic.clone(),
-        fault,
+        row_id: rows[i].id,
+        topic: topics[i].clone(),
+        fault: classify(&err),
+        failed,
+        published: delete.len(),
         source: err,
     })
 }
 
-/// Re-creates the topics (when allowed), at most once every two seconds
-/// whatever the number of shards asking.
-pub(crate) async fn ensure_topics(ctx: &RelayContext) {
-    if !ctx.settings.kafka.create_topics {
-        return;
-    }
-    {
-        let mut last = ctx.topics_checked.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(2)) {
-            return;
-        }
-        *last = Some(std::time::Instant::now());
-    }
-    if let Err(e) = create_topics(&ctx.settings.kafka, &ctx.topics).await {
-        tracing::warn!(error = %e, "Re-creating topics failed.");
-    }
-}
+/// A shard whose worker ends (stopped, aborted, panicked) no longer counts
+/// as failing to publish.
+struct SettleOnExit<'a>(&'a RelayContext, i32);
 
-/// Exponential backoff with a ceiling.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            next: min,
-            min,
-            max,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
+impl Drop for SettleOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.publishing.settled(self.1);
     }
 }
 
@@ -208,6 +251,7 @@ pub async fn run_shard(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
+    let _settle = SettleOnExit(&ctx, shard);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     // The coordinator's probe wakes us when rows arrive; this is only a
     // safety net in case a wake-up is missed.
@@ -235,6 +279,7 @@ pub async fn run_shard(
                 }
                 continue;
             }
+            Err(PublishError::LeaseLost) => return,
             Err(err) => {
                 if session.is_closed() {
                     return;
@@ -259,15 +304,26 @@ pub async fn run_shard(
 
 #[cfg(test)]
 mod tests {
-    use super::Backoff;
-    use std::time::Duration;
+    use super::deletable;
+    use uuid::Uuid;
 
     #[test]
-    fn backoff_doubles_up_to_the_ceiling_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<u64> = (0..4).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    fn a_failed_row_holds_back_only_the_later_rows_of_its_order() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let batch = [
+            (a, true),  // 0: deleted
+            (b, false), // 1: failed
+            (a, true),  // 2: deleted (order a has no failure before it)
+            (b, true),  // 3: kept: order b failed at 1
+            (c, true),  // 4: deleted
+            (b, true),  // 5: kept
+        ];
+        assert_eq!(deletable(&batch), vec![0, 2, 4]);
+        assert_eq!(deletable(&[(a, true), (a, true)]), vec![0, 1]);
+        assert_eq!(
+            deletable(&[(a, false), (a, true), (c, false)]),
+            Vec::<usize>::new()
+        );
+        assert!(deletable(&[]).is_empty());
     }
 }

@@ -2,7 +2,7 @@
 //! coordinator until shutdown. Tests start this very `Relay` on port 0.
 
 use crate::config::RelaySettings;
-use crate::consumer::health::ConsumerHealth;
+use crate::context::RelayContext;
 use crate::health;
 use crate::kafka::{Producers, create_topics};
 use deadpool_postgres::Pool;
@@ -10,7 +10,6 @@ use order_shared::domain::EventType;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, Route, Server};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -19,21 +18,6 @@ pub const INBOUND_TOPICS: [&str; 3] =
     ["payment.authorized", "payment.failed", "inventory.reserved"];
 /// The dead-letter topic, without prefix.
 pub const DLQ_TOPIC: &str = "order-service.dlq";
-
-/// State shared by the coordinator, the shard workers and the health server.
-#[derive(Debug)]
-pub struct RelayContext {
-    pub settings: RelaySettings,
-    pub producers: Producers,
-    /// Every topic the relay produces to or consumes from (prefixed).
-    pub topics: Vec<String>,
-    pub session_ok: AtomicBool,
-    pub broker_ok: AtomicBool,
-    /// Which consumer partitions are retrying, and whether it runs at all.
-    pub consumer: ConsumerHealth,
-    /// When topics were last (re-)created, to rate-limit it.
-    pub topics_checked: std::sync::Mutex<Option<std::time::Instant>>,
-}
 
 /// A bound, not yet running relay.
 pub struct Relay {
@@ -50,6 +34,12 @@ impl Relay {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let pool = order_shared::db::build_pool(&settings.common.db)?;
+        order_shared::db::pinned::verify_at_start(
+            &pool,
+            settings.common.outbox_shards,
+            Duration::from_secs(30),
+        )
+        .await?;
         let c = &settings.consumer;
         let topics: Vec<String> = EventType::ALL
             .iter()
@@ -81,15 +71,7 @@ impl Relay {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .unwrap_or(settings.port);
-        let ctx = Arc::new(RelayContext {
-            settings,
-            producers,
-            topics,
-            session_ok: AtomicBool::new(false),
-            broker_ok: AtomicBool::new(true),
-            consumer: ConsumerHealth::default(),
-            topics_checked: std::sync::Mutex::new(None),
-        });
+        let ctx = Arc::new(RelayContext::new(settings, producers, topics));
         Ok(Relay {
             ctx,
             pool,
@@ -108,7 +90,8 @@ impl Relay {
     }
 
     /// Runs until the shutdown token fires; then lets in-flight batches
-    /// finish (bounded by SHUTDOWN_TIMEOUT_SECS) and releases the leases.
+    /// finish and releases the leases, all within one SHUTDOWN_TIMEOUT_SECS
+    /// deadline counted from the signal.
     pub async fn run(self) -> std::io::Result<()> {
         let grace = self.ctx.settings.common.shutdown_timeout;
         let coordinator = tokio::spawn(crate::leases::run(self.ctx.clone(), self.shutdown.clone()));
@@ -135,27 +118,56 @@ impl Relay {
             port = self.port,
             "order-relay listening for health and metrics."
         );
+        // One deadline for the whole stop, from the signal on: draining
+        // HTTP, the shard workers, the consumer and the producer's flush all
+        // fit in SHUTDOWN_TIMEOUT_SECS (keep it below the pod's
+        // terminationGracePeriodSeconds).
         let shutdown = self.shutdown.clone();
+        let deadline = async move {
+            shutdown.cancelled().await;
+            tokio::time::Instant::now() + grace
+        };
+        let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel();
+        let signal = self.shutdown.clone();
         let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, async move { shutdown.cancelled().await }, Some(grace))
+            .run_with_graceful_shutdown(
+                app,
+                async move {
+                    let _ = deadline_tx.send(deadline.await);
+                },
+                Some(grace),
+            )
             .await;
-        if tokio::time::timeout(grace, coordinator).await.is_err() {
+        signal.cancel();
+        let deadline = deadline_rx
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now() + grace);
+        if tokio::time::timeout_at(deadline, coordinator)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 "Shard workers did not finish within the grace period; abandoning their batches (rows stay in the outbox)."
             );
         }
         if let Some(consumer) = consumer
-            && tokio::time::timeout(grace, consumer).await.is_err()
+            && tokio::time::timeout_at(deadline, consumer).await.is_err()
         {
             tracing::warn!("The consumer did not stop within the grace period.");
         }
         stats.abort();
         purge.abort();
         let (_, producer) = self.ctx.producers.get();
-        let _ = tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            producer.flush(Duration::from_secs(5))
-        })
+        let flush_for = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(100));
+        let _ = tokio::time::timeout(
+            flush_for,
+            tokio::task::spawn_blocking(move || {
+                use rdkafka::producer::Producer;
+                producer.flush(flush_for)
+            }),
+        )
         .await;
         self.pool.close();
         tracing::info!("order-relay stopped.");

@@ -86,21 +86,35 @@ pub async fn fresh_database() -> TestDb {
 
 /// A TCP proxy in front of a server; `cut()` drops every connection and
 /// refuses new ones until `restore()`. Simulates a database outage for one
-/// test without touching the shared server.
+/// test without touching the shared server. `stall()` is the silent kind of
+/// cut (a dead host, a partition): it stops forwarding in both directions
+/// but keeps every socket open, and accepts new connections without
+/// forwarding them, so only timeouts can notice.
 #[derive(Clone)]
 pub struct TcpProxy {
     pub addr: SocketAddr,
     down: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     conns: Arc<Mutex<CancellationToken>>,
+    stall: Arc<Mutex<CancellationToken>>,
 }
 
 impl TcpProxy {
     pub async fn start(target: String) -> TcpProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        Self::start_on(0, target).await
+    }
+
+    /// Like [`TcpProxy::start`] on a given local port (0: any).
+    pub async fn start_on(port: u16, target: String) -> TcpProxy {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind proxy");
         let proxy = TcpProxy {
             addr: listener.local_addr().expect("proxy address"),
             down: Arc::new(AtomicBool::new(false)),
+            stalled: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(CancellationToken::new())),
+            stall: Arc::new(Mutex::new(CancellationToken::new())),
         };
         let me = proxy.clone();
         tokio::spawn(async move {
@@ -110,6 +124,15 @@ impl TcpProxy {
                     continue;
                 }
                 let token = me.conns.lock().await.clone();
+                let stall = me.stall.lock().await.clone();
+                if me.stalled.load(Ordering::SeqCst) {
+                    // Accepted, never answered: held until a cut.
+                    tokio::spawn(async move {
+                        token.cancelled().await;
+                        drop(inbound);
+                    });
+                    continue;
+                }
                 let target = target.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(&target).await else {
@@ -118,6 +141,10 @@ impl TcpProxy {
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = token.cancelled() => {}
+                        _ = stall.cancelled() => {
+                            // Both sockets stay open; nothing moves.
+                            token.cancelled().await;
+                        }
                     }
                 });
             }
@@ -133,7 +160,22 @@ impl TcpProxy {
         *token = CancellationToken::new();
     }
 
+    /// Stops forwarding without closing anything (see the type's doc).
+    pub async fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        let mut token = self.stall.lock().await;
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+
+    /// Ends a cut or a stall: new connections are forwarded again (stalled
+    /// ones are closed).
     pub async fn restore(&self) {
+        if self.stalled.swap(false, Ordering::SeqCst) {
+            let mut token = self.conns.lock().await;
+            token.cancel();
+            *token = CancellationToken::new();
+        }
         self.down.store(false, Ordering::SeqCst);
     }
 

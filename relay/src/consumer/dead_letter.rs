@@ -6,9 +6,8 @@
 //! creation off, record too large, not authorised) is logged and counted,
 //! and the producer is not replaced for it.
 
+use crate::context::RelayContext;
 use crate::kafka::{Fault, classify};
-use crate::publisher::ensure_topics;
-use crate::startup::RelayContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
@@ -39,6 +38,7 @@ impl DeadLetterError {
             Fault::Producer => "dead_letter_producer",
             Fault::MissingTopic => "dead_letter_missing_topic",
             Fault::Record => "dead_letter_rejected",
+            Fault::Unauthorized => "dead_letter_unauthorized",
         }
     }
 }
@@ -111,10 +111,10 @@ impl DeadLetters {
                 match fault {
                     Fault::Producer => self.ctx.producers.replace(generation),
                     Fault::MissingTopic if self.ctx.settings.kafka.create_topics => {
-                        ensure_topics(&self.ctx).await;
+                        self.ctx.ensure_topics().await;
                     }
                     Fault::Broker => {}
-                    Fault::MissingTopic | Fault::Record => {
+                    Fault::MissingTopic | Fault::Record | Fault::Unauthorized => {
                         // Needs an operator: say so loudly, retry slowly.
                         metrics::counter!("consumer_dead_letter_failures_total",
                             "reason" => err.reason())
@@ -133,6 +133,6 @@ impl DeadLetters {
 pub fn retry_ceiling(err: &DeadLetterError) -> Duration {
     match err.fault {
         Fault::Broker | Fault::Producer => Duration::from_secs(10),
-        Fault::MissingTopic | Fault::Record => Duration::from_secs(60),
+        Fault::MissingTopic | Fault::Record | Fault::Unauthorized => Duration::from_secs(60),
     }
 }

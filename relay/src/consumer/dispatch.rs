@@ -15,7 +15,7 @@
 
 use super::offsets::NextOffset;
 use super::worker::{Delivery, Done, PartitionWorker};
-use crate::startup::RelayContext;
+use crate::context::RelayContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};

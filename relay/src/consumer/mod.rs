@@ -15,8 +15,8 @@ pub mod message;
 pub mod offsets;
 pub mod worker;
 
+use crate::context::RelayContext;
 use crate::kafka::client_config;
-use crate::startup::RelayContext;
 use deadpool_postgres::Pool;
 use dispatch::GroupContext;
 use message::TopicKind;

@@ -7,8 +7,8 @@
 use super::dead_letter::{DeadLetterError, DeadLetters, retry_ceiling};
 use super::message::{Inbound, TopicKind, header_text, parse_message};
 use super::offsets::NextOffset;
-use crate::publisher::Backoff;
-use crate::startup::RelayContext;
+use crate::backoff::Backoff;
+use crate::context::RelayContext;
 use deadpool_postgres::Pool;
 use order_shared::StoreError;
 use order_shared::db::inbox::{InboundContext, InboundEvent, Outcome, apply_inbound};

@@ -261,3 +261,48 @@ pub async fn produce(brokers: &str, topic: &str, key: &str, value: &str, ce_id: 
         .map_err(|(e, _)| e)
         .expect("produce");
 }
+
+/// Shard leases held per relay session, sorted.
+pub async fn lease_counts(db: &TestDb) -> Vec<i64> {
+    let rows = db
+        .connect()
+        .await
+        .query(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::int8 = $1 AND objsubid = 2 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             GROUP BY pid ORDER BY 1",
+            &[&i64::from(order_shared::db::outbox::SHARD_CLASS)],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// A Tansu of its own on `port` (memory engine) that advertises
+/// `advertised` (the same port, or a proxy in front of it).
+pub async fn start_tansu(port: u16, advertised: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .args([
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{advertised}"),
+        ])
+        .args(["--storage-engine", "memory://tansu/", "--silent"])
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tansu on PATH (./scripts/test.sh installs it)");
+    eventually("tansu listens", Duration::from_secs(20), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    child
+}

@@ -1,11 +1,13 @@
 //! Integration tests of order-relay against a real PostgreSQL and a real
 //! Kafka-API broker (Tansu): one binary, one module per area.
 
+mod batches;
 mod consume;
 mod consumer_faults;
 mod dead_letters;
 mod helpers;
 mod inbound;
+mod lease_faults;
 mod outage;
 mod publish;
 mod replicas;

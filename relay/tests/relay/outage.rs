@@ -4,49 +4,16 @@
 //! of the outage and after it arrives. This test runs its own Tansu.
 
 use crate::helpers::*;
+use crate::inbound::free_port;
 use order_shared::testing::fresh_database;
 use std::collections::HashSet;
 use std::time::Duration;
-use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_tansu(port: u16) -> Child {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new("tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/", "--silent"])
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tansu on PATH (./scripts/test.sh installs it)");
-    eventually("tansu listens", Duration::from_secs(20), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    child
-}
 
 #[tokio::test]
 async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
-    let mut tansu = start_tansu(port).await;
+    let mut tansu = start_tansu(port, port).await;
     let db = fresh_database().await;
     let prefix = unique_prefix();
     let relay = spawn_relay(relay_env(
@@ -121,7 +88,7 @@ async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
         .unwrap();
     assert_eq!(ready.status(), 503, "not ready while the broker is down");
 
-    let _tansu = start_tansu(port).await;
+    let _tansu = start_tansu(port, port).await;
     for _ in 0..10 {
         expected.insert(place().await);
     }

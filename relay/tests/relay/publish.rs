@@ -299,9 +299,10 @@ async fn the_probe_finds_the_shards_with_unparked_rows() {
         )
         .await
         .unwrap();
-    let (session, _events) = order_shared::db::outbox::OutboxSession::connect(&db.settings())
-        .await
-        .unwrap();
+    let (session, _events) =
+        order_shared::db::outbox::OutboxSession::connect(&db.settings(), Duration::from_secs(5))
+            .await
+            .unwrap();
 
     let mut ready = session
         .shards_with_rows(&[0, 1, 2, 3, 4, 5, 6, 7])

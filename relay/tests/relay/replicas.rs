@@ -65,23 +65,6 @@ async fn three_replicas_publish_5000_events_in_order_per_order() {
     }
 }
 
-/// Shard leases held per relay session, sorted.
-async fn lease_counts(db: &order_shared::testing::TestDb) -> Vec<i64> {
-    let rows = db
-        .connect()
-        .await
-        .query(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-             AND classid::int8 = $1 AND objsubid = 2 \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             GROUP BY pid ORDER BY 1",
-            &[&i64::from(order_shared::db::outbox::SHARD_CLASS)],
-        )
-        .await
-        .unwrap();
-    rows.iter().map(|r| r.get(0)).collect()
-}
-
 #[tokio::test]
 async fn a_killed_relay_loses_nothing_and_the_survivor_takes_over() {
     let db = fresh_database().await;

@@ -1,0 +1,175 @@
+//! A batch in which one row fails: every acknowledged row that no failed row
+//! of its order precedes is deleted (so it is never sent again), the rest
+//! stay; and the `skip` policy holds back the parked row's order only.
+
+use crate::helpers::*;
+use order_shared::testing::{TestDb, fresh_database};
+use std::collections::HashMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Inserts one event of `order` at `version` into shard 0; `pad` bytes make
+/// it too large for a 2000-byte message limit.
+async fn insert(db: &TestDb, order: Uuid, version: i64, pad: i32) {
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
+             VALUES (gen_random_uuid(), $1, $2::int8, 'order.placed', 'order.placed', \
+                     jsonb_build_object('version', $2::int8, 'pad', repeat('x', $3::int4)), 0)",
+            &[&order, &version, &pad],
+        )
+        .await
+        .unwrap();
+}
+
+async fn parked(db: &TestDb) -> i64 {
+    db.connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn by_order(records: &[Record]) -> HashMap<String, Vec<i64>> {
+    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in records {
+        out.entry(r.key.clone())
+            .or_default()
+            .push(r.value["version"].as_i64().unwrap());
+    }
+    out
+}
+
+/// Orders `a`..: ten orders of two events each, interleaved in one shard
+/// with a poison order whose first event is too large.
+async fn arrange(db: &TestDb) -> (Uuid, Vec<Uuid>) {
+    let poison = Uuid::now_v7();
+    let others: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+    for (i, order) in others.iter().enumerate() {
+        insert(db, *order, 1, 0).await;
+        if i == 2 {
+            insert(db, poison, 1, 5000).await;
+        }
+        if i == 6 {
+            insert(db, poison, 2, 0).await;
+        }
+    }
+    for order in &others {
+        insert(db, *order, 2, 0).await;
+    }
+    (poison, others)
+}
+
+fn env(db: &TestDb, prefix: &str, policy: &str) -> HashMap<String, String> {
+    relay_env(
+        db,
+        prefix,
+        &brokers(),
+        &[
+            ("KAFKA_MESSAGE_MAX_BYTES", "2000"),
+            ("OUTBOX_MAX_ATTEMPTS", "3"),
+            ("OUTBOX_PARKED_POLICY", policy),
+            ("CONSUMER_ENABLED", "false"),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_row_holds_back_its_order_only_and_no_other_row_is_sent_twice() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let (poison, others) = arrange(&db).await;
+    let relay = spawn_relay(env(&db, &prefix, "stop")).await;
+
+    eventually("the poison row parked", Duration::from_secs(30), || async {
+        parked(&db).await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
+    let records = read_records(
+        &consumer,
+        20,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Three attempts at the poison row; each other event went out once.
+    let seen = by_order(&records);
+    assert_eq!(
+        records.len(),
+        20,
+        "duplicates: {}",
+        records.len() as i64 - 20
+    );
+    for order in &others {
+        assert_eq!(seen[&order.to_string()], vec![1, 2], "order {order}");
+    }
+    assert!(!seen.contains_key(&poison.to_string()));
+    // The poison order's later event waits behind it.
+    assert_eq!(outbox_count(&db).await, 2);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_skip_policy_skips_the_parked_rows_order_not_the_shard_position() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let (poison, others) = arrange(&db).await;
+    let relay = spawn_relay(env(&db, &prefix, "skip")).await;
+    eventually("the poison row parked", Duration::from_secs(30), || async {
+        parked(&db).await == 1
+    })
+    .await;
+
+    // Later events: one more of the poison order (held back) and one of
+    // another order (published).
+    insert(&db, poison, 3, 0).await;
+    insert(&db, others[0], 3, 0).await;
+    eventually(
+        "only the poison order's rows left",
+        Duration::from_secs(20),
+        || async { outbox_count(&db).await == 3 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        outbox_count(&db).await,
+        3,
+        "version 2 and 3 of the poison order wait"
+    );
+
+    // Fixed and replayed: the poison order's events follow in order.
+    db.connect()
+        .await
+        .execute(
+            "UPDATE outbox SET payload = payload - 'pad' WHERE aggregate_id = $1",
+            &[&poison],
+        )
+        .await
+        .unwrap();
+    let pool = order_shared::db::build_pool(&db.settings()).unwrap();
+    order_shared::db::outbox::replay_parked(&pool.get().await.unwrap(), None)
+        .await
+        .unwrap();
+    let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
+    let records = read_records(
+        &consumer,
+        24,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    let seen = by_order(&records);
+    assert_eq!(seen[&poison.to_string()], vec![1, 2, 3]);
+    assert_eq!(seen[&others[0].to_string()], vec![1, 2, 3]);
+    assert_eq!(records.len(), 24, "no duplicates");
+    assert_eq!(outbox_count(&db).await, 0);
+    relay.stop().await;
+}

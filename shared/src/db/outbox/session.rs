@@ -1,0 +1,336 @@
+//! The relay's lease session: one PostgreSQL connection per relay process
+//! that holds the shard leases (advisory locks) and the member lock, listens
+//! for new-row hints, and carries every outbox query of the relay
+//! (tokio-postgres pipelines concurrent queries), so that when the session
+//! dies the leases and the work stop together.
+//!
+//! A session must also die *quickly* when its relay is cut off: the server
+//! ends it after `idle_session_timeout` (twice the client-side timeout) and
+//! TCP keepalives, and every query the relay sends has a client-side
+//! timeout. The relay treats its leases as valid only until one timeout
+//! after the last query that the server answered was sent; the server keeps
+//! the locks at least one idle timeout after that, so a cut relay stops
+//! working its shards before another relay can lease them.
+
+use super::{CHANNEL, MEMBER_CLASS, SHARD_CLASS};
+use crate::StoreError;
+use crate::db::{DbSettings, pg_config};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, Statement};
+use uuid::Uuid;
+
+/// A lease-session query got no answer within the client-side timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the relay's database session did not answer within {0:?} (OUTBOX_SESSION_TIMEOUT_MS)")]
+pub struct SessionTimedOut(pub Duration);
+
+pub(super) struct Statements {
+    pub(super) claim: Statement,
+    pub(super) delete: Statement,
+    pub(super) fail: Statement,
+    try_lock: Statement,
+    unlock: Statement,
+    members: Statement,
+    held: Statement,
+    probe: Statement,
+    ping: Statement,
+}
+
+/// The relay's database session. Cheap to share (`Arc`); queries from
+/// several tasks are pipelined on the one connection.
+pub struct OutboxSession {
+    pub(super) client: Client,
+    pub(super) stmts: Statements,
+    member_id: i32,
+    timeout: Duration,
+    opened: Instant,
+    /// When (ms after `opened`) the last query that was answered was sent.
+    confirmed_ms: AtomicU64,
+    /// A query timed out: the session is given up even if the socket lives.
+    broken: AtomicBool,
+    connection: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for OutboxSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxSession")
+            .field("member_id", &self.member_id)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+/// The socket is not closed by dropping the client while a query hangs;
+/// ending the connection task does close it.
+impl Drop for OutboxSession {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// What the session's connection task reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A NOTIFY on [`CHANNEL`] for this shard.
+    NewRows(i32),
+    /// The connection ended: every lease is gone.
+    Closed,
+}
+
+/// Connection settings of the lease session: the pool's, plus server-side
+/// `idle_session_timeout` (twice `timeout`), TCP keepalives and
+/// `tcp_user_timeout` on both ends.
+fn session_config(
+    settings: &DbSettings,
+    timeout: Duration,
+) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config = pg_config(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let idle = timeout * 2;
+    let keepalive_secs = (timeout.as_secs() / 2).max(1);
+    let options = format!(
+        "{} -c idle_session_timeout={} -c tcp_keepalives_idle={keepalive_secs} \
+         -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout={}",
+        config.get_options().unwrap_or_default(),
+        idle.as_millis(),
+        idle.as_millis(),
+    );
+    config
+        .options(options.trim())
+        .application_name("order-relay")
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(keepalive_secs))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3)
+        .tcp_user_timeout(idle)
+        .connect_timeout(settings.connect_timeout.min(timeout));
+    Ok(config)
+}
+
+impl OutboxSession {
+    /// Connects, registers as a member, LISTENs, and prepares the statements;
+    /// every query (these included) fails after `timeout` without an answer.
+    /// Session events (notifications, loss) arrive on the returned receiver.
+    pub async fn connect(
+        settings: &DbSettings,
+        timeout: Duration,
+    ) -> Result<(OutboxSession, mpsc::UnboundedReceiver<SessionEvent>), StoreError> {
+        let config = session_config(settings, timeout)?;
+        let opened = Instant::now();
+        let (client, mut connection) =
+            match tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls)).await {
+                Ok(pair) => pair?,
+                Err(_) => return Err(StoreError::Unavailable(Box::new(SessionTimedOut(timeout)))),
+            };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let connection = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if let Ok(shard) = n.payload().parse::<i32>() {
+                            let _ = tx.send(SessionEvent::NewRows(shard));
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "Relay database session failed.");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let _ = tx.send(SessionEvent::Closed);
+        });
+        let mut session = OutboxSession {
+            stmts: prepare(&client, timeout).await?,
+            client,
+            member_id: 0,
+            timeout,
+            opened,
+            confirmed_ms: AtomicU64::new(0),
+            broken: AtomicBool::new(false),
+            connection,
+        };
+        // A random member id; retry on the (unlikely) collision.
+        for _ in 0..10 {
+            let candidate = (Uuid::new_v4().as_u128() as u32 & 0x7fff_ffff) as i32;
+            let row = session
+                .timed(
+                    session
+                        .client
+                        .query_one(&session.stmts.try_lock, &[&MEMBER_CLASS, &candidate]),
+                )
+                .await?;
+            if row.try_get::<_, bool>(0)? {
+                session.member_id = candidate;
+                break;
+            }
+        }
+        session
+            .timed(session.client.batch_execute(&format!("LISTEN {CHANNEL}")))
+            .await?;
+        Ok((session, rx))
+    }
+
+    /// Runs one query with the client-side timeout. A timeout breaks the
+    /// session for good; an answer extends the lease validity.
+    pub(super) async fn timed<T>(
+        &self,
+        query: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        let sent = self.opened.elapsed().as_millis() as u64;
+        match tokio::time::timeout(self.timeout, query).await {
+            Ok(Ok(value)) => {
+                self.confirmed_ms.fetch_max(sent, Ordering::SeqCst);
+                Ok(value)
+            }
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => {
+                if !self.broken.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(
+                        timeout_ms = self.timeout.as_millis() as u64,
+                        "Relay database session timed out; giving up its leases."
+                    );
+                }
+                Err(StoreError::Unavailable(Box::new(SessionTimedOut(
+                    self.timeout,
+                ))))
+            }
+        }
+    }
+
+    /// The session ended or timed out: its leases are (or will be) gone.
+    pub fn is_closed(&self) -> bool {
+        self.broken.load(Ordering::SeqCst) || self.client.is_closed()
+    }
+
+    /// Whether this relay may still act on its leases: the session is up and
+    /// the server answered a query sent less than one timeout ago. The server
+    /// holds the locks for at least two timeouts after that query.
+    pub fn lease_valid(&self) -> bool {
+        let confirmed = Duration::from_millis(self.confirmed_ms.load(Ordering::SeqCst));
+        !self.is_closed() && self.opened.elapsed() < confirmed + self.timeout
+    }
+
+    /// The client-side timeout of every query.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A round trip that keeps the session from idling out and confirms
+    /// the leases.
+    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        self.timed(self.client.query_one(&self.stmts.ping, &[]))
+            .await
+            .map(|_| ())
+    }
+
+    /// Live relays on this database (sessions holding a member lock).
+    pub async fn member_count(&self) -> Result<i64, StoreError> {
+        let row = self
+            .timed(
+                self.client
+                    .query_one(&self.stmts.members, &[&i64::from(MEMBER_CLASS)]),
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Shards leased by any relay right now.
+    pub async fn leased_shards(&self) -> Result<HashSet<i32>, StoreError> {
+        let rows = self
+            .timed(
+                self.client
+                    .query(&self.stmts.held, &[&i64::from(SHARD_CLASS)]),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<_, i64>(0)? as i32))
+            .collect()
+    }
+
+    /// Which of `shards` have rows ready to publish (unparked and not held
+    /// back behind a parked row of their order): one cheap query that the
+    /// relay runs every poll interval as its wake-up.
+    pub async fn shards_with_rows(&self, shards: &[i32]) -> Result<Vec<i32>, StoreError> {
+        let rows = self
+            .timed(self.client.query(&self.stmts.probe, &[&shards]))
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Takes the lease of `shard` if nobody holds it.
+    pub async fn try_lease(&self, shard: i32) -> Result<bool, StoreError> {
+        let row = self
+            .timed(
+                self.client
+                    .query_one(&self.stmts.try_lock, &[&SHARD_CLASS, &shard]),
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Gives the lease of `shard` back.
+    pub async fn release(&self, shard: i32) -> Result<(), StoreError> {
+        self.timed(
+            self.client
+                .query_one(&self.stmts.unlock, &[&SHARD_CLASS, &shard]),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Rows of an order that has a parked row before them wait for it: neither
+/// claimed (under the `skip` policy) nor counted as ready by the probe.
+const NOT_HELD_BACK: &str = "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_id = o.aggregate_id \
+     AND p.parked_at IS NOT NULL AND p.id < o.id)";
+
+async fn prepare_one(
+    client: &Client,
+    timeout: Duration,
+    sql: &str,
+) -> Result<Statement, StoreError> {
+    match tokio::time::timeout(timeout, client.prepare(sql)).await {
+        Ok(stmt) => Ok(stmt?),
+        Err(_) => Err(StoreError::Unavailable(Box::new(SessionTimedOut(timeout)))),
+    }
+}
+
+async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, StoreError> {
+    let held_locks = "FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND classid::int8 = $1 AND objsubid = 2 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let prep = |sql: String| async move { prepare_one(client, timeout, &sql).await };
+    Ok(Statements {
+        claim: prep(format!(
+            "SELECT id, event_id, aggregate_id, aggregate_version, event_type, topic, \
+             payload::text, headers, created_at, attempts, parked_at IS NOT NULL \
+             FROM outbox o WHERE shard = $1 AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
+             ORDER BY id LIMIT $2"
+        ))
+        .await?,
+        delete: prep("DELETE FROM outbox WHERE id = ANY($1)".into()).await?,
+        fail: prep(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = left($2, 2000), \
+             parked_at = CASE WHEN attempts + 1 >= $3 THEN now() END \
+             WHERE id = $1 RETURNING parked_at IS NOT NULL"
+                .into(),
+        )
+        .await?,
+        try_lock: prep("SELECT pg_try_advisory_lock($1::int4, $2::int4)".into()).await?,
+        unlock: prep("SELECT pg_advisory_unlock($1::int4, $2::int4)".into()).await?,
+        members: prep(format!("SELECT count(*) {held_locks}")).await?,
+        held: prep(format!("SELECT objid::int8 {held_locks}")).await?,
+        probe: prep(format!(
+            "SELECT s FROM unnest($1::int4[]) AS s WHERE EXISTS \
+             (SELECT 1 FROM outbox o WHERE shard = s AND parked_at IS NULL AND {NOT_HELD_BACK})"
+        ))
+        .await?,
+        ping: prep("SELECT 1".into()).await?,
+    })
+}
