@@ -19,6 +19,9 @@ TANSU_VERSION="0.6.0"
 export DATABASE_URL="${DATABASE_URL:-postgres://orders:orders@127.0.0.1:${PG_PORT}/orders}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT}}"
 export JWT_SECRET="${JWT_SECRET:-dev-secret-change-me}"
+# The scripts run a development stack: the known secret and the `token`
+# subcommand are allowed only there.
+export APP_ENV="${APP_ENV:-development}"
 export KAFKA_CREATE_TOPICS="${KAFKA_CREATE_TOPICS:-true}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -79,10 +82,13 @@ start_tansu() {
     return 0
   fi
   log "Starting Tansu on 127.0.0.1:$KAFKA_PORT (memory engine; log: $LOG_DIR/tansu.log)"
-  (cd "$RUN_DIR" && nohup tansu broker \
+  # Started directly (no subshell around it): the pid file holds the
+  # broker's own pid, and no process that waits for it keeps the caller's
+  # stdout open (`./scripts/run.sh | tee` returns).
+  nohup tansu broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
-    echo $! >"$RUN_DIR/tansu.pid")
+      --storage-engine memory://tansu/ </dev/null >"$LOG_DIR/tansu.log" 2>&1 &
+  echo $! >"$RUN_DIR/tansu.pid"
   WAIT_SECS=30 wait_for port_open "$KAFKA_PORT" || die "Tansu did not start; see $LOG_DIR/tansu.log"
 }

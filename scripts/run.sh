@@ -5,6 +5,7 @@
 #   ./scripts/run.sh          start (or complete) the stack
 #   ./scripts/run.sh stop     stop what this script started
 #   ./scripts/run.sh status   show what runs
+#   ./scripts/run.sh token NAME [--admin]   print a development token
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -34,7 +35,7 @@ start_binary() {
   fi
   port_open "$port" && die "port $port is taken by another process; set ${name^^}_PORT or free it"
   log "Starting $name on :$port (log: $LOG_DIR/$name.log)"
-  nohup "$ROOT/target/release/$name" serve >>"$LOG_DIR/$name.log" 2>&1 &
+  nohup "$ROOT/target/release/$name" serve </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
   echo $! >"$RUN_DIR/$name.pid"
   WAIT_SECS=60 wait_for curl -fsS "$ready_url" ||
     die "$name did not become ready; see $LOG_DIR/$name.log"
@@ -54,8 +55,16 @@ case "${1:-start}" in
     done
     exit 0
     ;;
+  token)
+    shift
+    [ $# -ge 1 ] || die "usage: $0 token NAME [--admin]"
+    [ -x "$ROOT/target/release/order-api" ] || die "build first: ./scripts/run.sh"
+    name=$1
+    shift
+    exec "$ROOT/target/release/order-api" token --sub "$name" "$@"
+    ;;
   start) ;;
-  *) die "usage: $0 [start|stop|status]" ;;
+  *) die "usage: $0 [start|stop|status|token NAME [--admin]]" ;;
 esac
 
 start_postgres
@@ -86,7 +95,7 @@ The order service is running.
 A user token (alice, 24 h):
   $TOKEN
 An admin token: $ADMIN
-More: ./target/release/order-api token --sub NAME [--admin]
+More (works in any shell): ./scripts/run.sh token NAME [--admin]
 
 Try it:
   curl -s -X POST http://127.0.0.1:$API_PORT/api/orders \\

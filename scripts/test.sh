@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real services: starts PostgreSQL and the
 # Kafka-API broker (installing Tansu once if missing), checks formatting and
-# lints, runs the deployment checks (scripts/check-deploy.sh), then every
-# test with cargo-nextest. Non-zero on any failure.
+# lints, runs the deployment checks (scripts/check-deploy.sh) and the run
+# script's checks (scripts/check-run.sh), every test with cargo-nextest, and
+# last the quick fault suite (scripts/chaos.sh --quick, which restarts the
+# PostgreSQL the tests share). Non-zero on any failure.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT" || exit 1
@@ -23,7 +25,11 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 status=0
 log "Deployment checks (compose, chart, alerts, a real Prometheus scrape)"
 "$ROOT/scripts/check-deploy.sh" || status=$?
+log "run.sh checks (broker pid file, piped output, stop/status, token command)"
+"$ROOT/scripts/check-run.sh" || status=$?
 log "Tests (real PostgreSQL at 127.0.0.1:$PG_PORT, real broker at $KAFKA_BROKERS)"
-# Last, so that the runner's summary closes the output.
 cargo nextest run --locked --workspace --no-fail-fast --profile ci || status=$?
+# After the tests: it restarts the PostgreSQL cluster they share.
+log "Fault suite, quick (scripts/chaos.sh --quick)"
+"$ROOT/scripts/chaos.sh" --quick || status=$?
 exit "$status"
