@@ -8,9 +8,8 @@
 # duplicates, double-applied payments, outbox left, API 5xx, heal times.
 # Loopback only, its own database and broker; exits non-zero when a
 # guarantee broke. See docs/reliability.md.
-#   ./scripts/chaos.sh           full run (two rounds with broker restarts, about 8 minutes)
-#   ./scripts/chaos.sh --quick   one round without the broker restart (about 3 minutes;
-#                                run by test.sh; see docs/reliability.md for why)
+#   ./scripts/chaos.sh           full run (two rounds, about 4 minutes)
+#   ./scripts/chaos.sh --quick   one round (about 3 minutes; run by test.sh)
 # It restarts the local PostgreSQL cluster: do not run it against a database
 # that others use.
 # shellcheck source=scripts/lib.sh
