@@ -193,3 +193,31 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert!(status.success(), "{status:?}");
     assert!(reqwest::get(&ready).await.is_err(), "no longer listening");
 }
+
+#[tokio::test]
+async fn a_different_outbox_shards_than_the_pinned_one_refuses_to_start() {
+    // The first binary on a database migrated without a pin pins its value.
+    let app = spawn_app_with(&[("OUTBOX_SHARDS", "8")]).await;
+    let url = app.db.url.clone();
+    let settings = order_api::ApiSettings::from_env(&move |name: &str| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "JWT_SECRET" => Some("pinned-shards-secret".into()),
+        "API_HOST" => Some("127.0.0.1".into()),
+        "API_PORT" => Some("0".into()),
+        "OUTBOX_SHARDS" => Some("16".into()),
+        _ => None,
+    })
+    .unwrap();
+
+    let refused =
+        order_api::Application::build(settings, tokio_util::sync::CancellationToken::new())
+            .await
+            .err()
+            .expect("refuses to start");
+
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("OUTBOX_SHARDS is 16 but this database was installed with 8"),
+        "{message}"
+    );
+}
