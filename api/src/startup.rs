@@ -18,9 +18,6 @@ use tokio_util::sync::CancellationToken;
 /// How often expired idempotency keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// How long start-up waits for the database to check `OUTBOX_SHARDS`.
-pub const STARTUP_DATABASE_WAIT: Duration = Duration::from_secs(30);
-
 /// A bound, not yet running API server.
 pub struct Application {
     port: u16,
@@ -33,15 +30,11 @@ pub struct Application {
 
 impl Application {
     /// Checks `OUTBOX_SHARDS` against the database (waiting for it up to
-    /// [`STARTUP_DATABASE_WAIT`]), binds the port and wires routes.
+    /// `order_shared::db::pinned::STARTUP_DATABASE_WAIT`), binds the port
+    /// and wires routes.
     pub async fn build(settings: ApiSettings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let pool = order_shared::db::build_pool(&settings.common.db)?;
-        order_shared::db::pinned::verify_at_start(
-            &pool,
-            settings.common.outbox_shards,
-            STARTUP_DATABASE_WAIT,
-        )
-        .await?;
+        order_shared::db::pinned::verify_at_start(&pool, settings.common.outbox_shards).await?;
         let verifier = Arc::new(JwtVerifier::new(&settings.auth)?);
         let catalog = Catalog::new(
             settings.product_service_url.clone(),

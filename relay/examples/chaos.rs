@@ -285,13 +285,19 @@ struct Load {
     cancels: Vec<Uuid>,
 }
 
-async fn place_orders(api: String, rate: u32, load: Arc<Mutex<Load>>, stop: CancellationToken) {
+/// An HTTP client with a timeout and a token of the load's user.
+fn api_client() -> (reqwest::Client, String) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("http client");
     let token =
         order_api::auth::mint_hs256(SECRET, "chaos", false, 24 * 3600, None, None).expect("token");
+    (http, token)
+}
+
+async fn place_orders(api: String, rate: u32, load: Arc<Mutex<Load>>, stop: CancellationToken) {
+    let (http, token) = api_client();
     let body = serde_json::json!({
         "currency": "USD",
         "items": [{"productId": "sku-1", "quantity": 1, "unitPrice": 100}],
@@ -342,12 +348,7 @@ async fn place_orders(api: String, rate: u32, load: Arc<Mutex<Load>>, stop: Canc
 /// Sends the payments and cancellations of placed orders, retrying each
 /// until the broker or the API takes it (as the other services would).
 async fn follow_up(api: String, brokers: String, load: Arc<Mutex<Load>>, stop: CancellationToken) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client");
-    let token =
-        order_api::auth::mint_hs256(SECRET, "chaos", false, 24 * 3600, None, None).expect("token");
+    let (http, token) = api_client();
     let mut producer = None;
     let (mut paid, mut cancelled) = (0, 0);
     loop {

@@ -1,7 +1,7 @@
 //! `order-relay` settings, from the environment (DESIGN section 7).
 
 use order_shared::config::{
-    CommonSettings, ConfigError, Env, flag, millis, optional, parse_in_range, parse_or,
+    CommonSettings, ConfigError, Env, flag, millis, optional, parse_in_range, parse_or, secs,
 };
 use std::time::Duration;
 
@@ -101,12 +101,7 @@ impl ConsumerSettings {
             ),
             session_timeout: millis(env, "KAFKA_SESSION_TIMEOUT_MS", 10_000, 1_000..=300_000)?,
             revoke_timeout: millis(env, "CONSUMER_REVOKE_TIMEOUT_MS", 10_000, 100..=300_000)?,
-            stuck_after: Duration::from_secs(parse_in_range(
-                env,
-                "CONSUMER_STUCK_SECS",
-                60_u64,
-                1..=86_400,
-            )?),
+            stuck_after: secs(env, "CONSUMER_STUCK_SECS", 60, 1..=86_400)?,
         })
     }
 }
@@ -186,12 +181,7 @@ impl RelaySettings {
             rebalance_interval: millis(env, "OUTBOX_REBALANCE_INTERVAL_MS", 1_000, 100..=60_000)?,
             outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
             session_timeout: millis(env, "OUTBOX_SESSION_TIMEOUT_MS", 5_000, 1_000..=600_000)?,
-            publish_stall: Duration::from_secs(parse_in_range(
-                env,
-                "OUTBOX_PUBLISH_STALL_SECS",
-                60_u64,
-                1..=86_400,
-            )?),
+            publish_stall: secs(env, "OUTBOX_PUBLISH_STALL_SECS", 60, 1..=86_400)?,
         })
     }
 }

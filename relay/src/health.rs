@@ -52,19 +52,9 @@ fn database_check(ctx: &RelayContext) -> Check {
 }
 
 async fn broker_check(ctx: &RelayContext) -> Check {
-    let (_, producer) = ctx.producers.get();
-    let probe = tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer;
-        producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-            .map(|_| ())
-    })
-    .await;
-    match probe {
-        Ok(Ok(())) => Check::Ok,
-        Ok(Err(e)) => Check::Failing(format!("unreachable: {e}")),
-        Err(e) => Check::Failing(format!("probe failed: {e}")),
+    match ctx.producers.broker_answers().await {
+        Ok(()) => Check::Ok,
+        Err(why) => Check::Failing(why),
     }
 }
 

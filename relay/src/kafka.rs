@@ -99,6 +99,27 @@ impl Producers {
     }
 }
 
+impl Producers {
+    /// Whether the broker answers a metadata request of the current
+    /// producer within two seconds (readiness, and the end of a stall).
+    pub async fn broker_answers(&self) -> Result<(), String> {
+        let (_, producer) = self.get();
+        let probe = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|_| ())
+        })
+        .await;
+        match probe {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("unreachable: {e}")),
+            Err(e) => Err(format!("probe failed: {e}")),
+        }
+    }
+}
+
 /// Creates `topics` (tolerating "already exists").
 pub async fn create_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;

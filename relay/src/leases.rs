@@ -137,14 +137,7 @@ impl ShardWorkers {
         self.releasing.insert(shard);
         let (session, done) = (session.clone(), self.released_tx.clone());
         tokio::spawn(async move {
-            let mut handle = worker.handle;
-            if tokio::time::timeout(bound, &mut handle).await.is_err() {
-                tracing::warn!(
-                    shard,
-                    "Shard worker did not finish its batch in time; aborting it (rows stay in the outbox)."
-                );
-                handle.abort();
-            }
+            finish_or_abort(shard, worker.handle, tokio::time::Instant::now() + bound).await;
             match session.release(shard).await {
                 Ok(()) => tracing::info!(shard, "Released shard lease."),
                 Err(err) => tracing::warn!(shard, error = %err, "Releasing a shard lease failed."),
@@ -166,18 +159,24 @@ impl ShardWorkers {
             worker.stop.cancel();
         }
         let deadline = tokio::time::Instant::now() + bound;
-        for (shard, mut worker) in self.running.drain() {
-            if tokio::time::timeout_at(deadline, &mut worker.handle)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    shard,
-                    "Shard worker did not finish its batch in time; aborting it (rows stay in the outbox)."
-                );
-                worker.handle.abort();
-            }
+        for (shard, worker) in self.running.drain() {
+            finish_or_abort(shard, worker.handle, deadline).await;
         }
+    }
+}
+
+/// Waits for a stopped worker to finish its batch until `deadline`, then
+/// aborts it (its rows stay in the outbox).
+async fn finish_or_abort(shard: i32, mut handle: JoinHandle<()>, deadline: tokio::time::Instant) {
+    if tokio::time::timeout_at(deadline, &mut handle)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            shard,
+            "Shard worker did not finish its batch in time; aborting it (rows stay in the outbox)."
+        );
+        handle.abort();
     }
 }
 
@@ -227,16 +226,8 @@ async fn wait_for_producer(ctx: &Arc<RelayContext>, shutdown: &CancellationToken
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
-        let (generation, producer) = ctx.producers.get();
-        let probe = tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(2))
-                .is_ok()
-        })
-        .await;
-        if matches!(probe, Ok(true)) {
+        let (generation, _) = ctx.producers.get();
+        if ctx.producers.broker_answers().await.is_ok() {
             // A producer that lived through the outage may have lost its id.
             ctx.producers.replace(generation);
             ctx.publishing.set_stalled(false);

@@ -145,13 +145,14 @@ pub async fn publish_once(
     let sent = pending.iter().filter(|p| matches!(p, Some(Ok(_)))).count();
     metrics::counter!("outbox_sent_total").increment(sent as u64);
     let mut outcomes = Vec::with_capacity(rows.len());
-    let mut failures: Vec<(usize, KafkaError)> = Vec::new();
+    let mut failures: Vec<(usize, KafkaError, Fault)> = Vec::new();
     for (i, (row, fut)) in rows.iter().zip(pending).enumerate() {
         let acked = match fut {
             Some(fut) => match deliver(fut).await {
                 Ok(()) => true,
                 Err(err) => {
-                    failures.push((i, err));
+                    let fault = classify(&err);
+                    failures.push((i, err, fault));
                     false
                 }
             },
@@ -176,9 +177,8 @@ pub async fn publish_once(
     }
 
     let mut broker_side = None;
-    for (i, err) in &failures {
-        let (row, topic) = (&rows[*i], &topics[*i]);
-        let fault = classify(err);
+    for &(i, ref err, fault) in &failures {
+        let (row, topic) = (&rows[i], &topics[i]);
         metrics::counter!("outbox_publish_errors_total", "topic" => topic.clone(),
             "fault" => format!("{fault:?}").to_lowercase())
         .increment(1);
@@ -219,13 +219,13 @@ pub async fn publish_once(
         ctx.publishing.failed(shard);
     }
     let failed = failures.len();
-    let Some((i, err)) = failures.into_iter().next() else {
+    let Some((i, err, fault)) = failures.into_iter().next() else {
         return Ok(Step::Published(delete.len()));
     };
     Err(PublishError::Send {
         row_id: rows[i].id,
         topic: topics[i].clone(),
-        fault: classify(&err),
+        fault,
         failed,
         published: delete.len(),
         source: err,

@@ -34,12 +34,7 @@ impl Relay {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let pool = order_shared::db::build_pool(&settings.common.db)?;
-        order_shared::db::pinned::verify_at_start(
-            &pool,
-            settings.common.outbox_shards,
-            Duration::from_secs(30),
-        )
-        .await?;
+        order_shared::db::pinned::verify_at_start(&pool, settings.common.outbox_shards).await?;
         let c = &settings.consumer;
         let topics: Vec<String> = EventType::ALL
             .iter()
@@ -122,24 +117,18 @@ impl Relay {
         // HTTP, the shard workers, the consumer and the producer's flush all
         // fit in SHUTDOWN_TIMEOUT_SECS (keep it below the pod's
         // terminationGracePeriodSeconds).
-        let shutdown = self.shutdown.clone();
-        let deadline = async move {
-            shutdown.cancelled().await;
-            tokio::time::Instant::now() + grace
-        };
-        let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel();
         let signal = self.shutdown.clone();
+        let deadline = tokio::spawn(async move {
+            signal.cancelled().await;
+            tokio::time::Instant::now() + grace
+        });
+        let shutdown = self.shutdown.clone();
         let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async move {
-                    let _ = deadline_tx.send(deadline.await);
-                },
-                Some(grace),
-            )
+            .run_with_graceful_shutdown(app, async move { shutdown.cancelled().await }, Some(grace))
             .await;
-        signal.cancel();
-        let deadline = deadline_rx
+        // The server also returns on its own error: stop everything else too.
+        self.shutdown.cancel();
+        let deadline = deadline
             .await
             .unwrap_or_else(|_| tokio::time::Instant::now() + grace);
         if tokio::time::timeout_at(deadline, coordinator)

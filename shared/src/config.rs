@@ -123,6 +123,16 @@ pub fn millis(
     parse_in_range(env, name, default_ms, range).map(Duration::from_millis)
 }
 
+/// A duration variable in whole seconds.
+pub fn secs(
+    env: &impl Env,
+    name: &str,
+    default_secs: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    parse_in_range(env, name, default_secs, range).map(Duration::from_secs)
+}
+
 /// A value that must not appear in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -186,12 +196,7 @@ impl CommonSettings {
             db,
             outbox_shards: parse_in_range(env, "OUTBOX_SHARDS", 32, 1..=4096)?,
             log_format,
-            shutdown_timeout: Duration::from_secs(parse_in_range(
-                env,
-                "SHUTDOWN_TIMEOUT_SECS",
-                20,
-                1..=600,
-            )?),
+            shutdown_timeout: secs(env, "SHUTDOWN_TIMEOUT_SECS", 20, 1..=600)?,
         })
     }
 }

@@ -24,15 +24,11 @@ async fn insert(db: &TestDb, order: Uuid, version: i64, pad: i32) {
 }
 
 async fn parked(db: &TestDb) -> i64 {
-    db.connect()
-        .await
-        .query_one(
-            "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    count(
+        db,
+        "SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL",
+    )
+    .await
 }
 
 fn by_order(records: &[Record]) -> HashMap<String, Vec<i64>> {

@@ -33,10 +33,6 @@ fn consumer_env(db: &TestDb, prefix: &str, extra: &[(&str, &str)]) -> HashMap<St
     env
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.connect().await.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 async fn confirmed_count(db: &TestDb, ids: &[Uuid]) -> usize {
     let rows = db
         .connect()

@@ -122,13 +122,13 @@ pub async fn fill_outbox(db: &TestDb, orders: i32, versions: i32, shards: i32) {
         .expect("fill outbox");
 }
 
+/// The one number a `SELECT count(*) ...` returns.
+pub async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.connect().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 pub async fn outbox_count(db: &TestDb) -> i64 {
-    db.connect()
-        .await
-        .query_one("SELECT count(*) FROM outbox", &[])
-        .await
-        .unwrap()
-        .get(0)
+    count(db, "SELECT count(*) FROM outbox").await
 }
 
 /// One record as read back.

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 const OUTBOX_SHARDS: &str = "outbox_shards";
 
+/// How long a binary's start-up waits for the database to check
+/// `OUTBOX_SHARDS`.
+pub const STARTUP_DATABASE_WAIT: Duration = Duration::from_secs(30);
+
 /// Why the configured shard count cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -56,14 +60,14 @@ pub async fn check_outbox_shards(
     }
 }
 
-/// At start-up: waits up to `wait` for the database, then checks the shard
-/// count. A mismatch, or no database within `wait`, is a start-up error.
+/// At start-up: waits up to [`STARTUP_DATABASE_WAIT`] for the database,
+/// then checks the shard count. A mismatch, or no database by then, is a
+/// start-up error.
 pub async fn verify_at_start(
     pool: &deadpool_postgres::Pool,
     configured: u32,
-    wait: Duration,
 ) -> Result<(), PinError> {
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = tokio::time::Instant::now() + STARTUP_DATABASE_WAIT;
     loop {
         let attempt = async {
             let client = pool.get().await.map_err(StoreError::from)?;

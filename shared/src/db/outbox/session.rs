@@ -29,6 +29,13 @@ use uuid::Uuid;
 #[error("the relay's database session did not answer within {0:?} (OUTBOX_SESSION_TIMEOUT_MS)")]
 pub struct SessionTimedOut(pub Duration);
 
+impl From<SessionTimedOut> for StoreError {
+    /// A session that does not answer is unavailable: retried by the caller.
+    fn from(err: SessionTimedOut) -> Self {
+        StoreError::Unavailable(Box::new(err))
+    }
+}
+
 pub(super) struct Statements {
     pub(super) claim: Statement,
     pub(super) delete: Statement,
@@ -124,7 +131,7 @@ impl OutboxSession {
         let (client, mut connection) =
             match tokio::time::timeout(timeout, config.connect(tokio_postgres::NoTls)).await {
                 Ok(pair) => pair?,
-                Err(_) => return Err(StoreError::Unavailable(Box::new(SessionTimedOut(timeout)))),
+                Err(_) => return Err(SessionTimedOut(timeout).into()),
             };
         let (tx, rx) = mpsc::unbounded_channel();
         let connection = tokio::spawn(async move {
@@ -196,9 +203,7 @@ impl OutboxSession {
                         "Relay database session timed out; giving up its leases."
                     );
                 }
-                Err(StoreError::Unavailable(Box::new(SessionTimedOut(
-                    self.timeout,
-                ))))
+                Err(SessionTimedOut(self.timeout).into())
             }
         }
     }
@@ -297,7 +302,7 @@ async fn prepare_one(
 ) -> Result<Statement, StoreError> {
     match tokio::time::timeout(timeout, client.prepare(sql)).await {
         Ok(stmt) => Ok(stmt?),
-        Err(_) => Err(StoreError::Unavailable(Box::new(SessionTimedOut(timeout)))),
+        Err(_) => Err(SessionTimedOut(timeout).into()),
     }
 }
 
