@@ -4,6 +4,7 @@
 use crate::problem::ApiError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use order_shared::config::Secret;
+use order_shared::domain::UserId;
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -42,11 +43,16 @@ pub struct Claims {
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub user_id: String,
+    pub user_id: UserId,
     pub is_admin: bool,
 }
 
 impl Caller {
+    /// Whose orders the caller may see: their own, or (admin) anyone's.
+    pub fn owner(&self) -> Option<&UserId> {
+        (!self.is_admin).then_some(&self.user_id)
+    }
+
     /// The actor recorded in the history: `user:alice` or `admin:bob`.
     pub fn actor(&self) -> String {
         let kind = if self.is_admin { "admin" } else { "user" };
@@ -117,7 +123,7 @@ impl JwtVerifier {
         }
         Ok(Caller {
             is_admin: claims.roles.iter().any(|r| r == "admin"),
-            user_id: claims.sub,
+            user_id: UserId::new(claims.sub),
         })
     }
 }

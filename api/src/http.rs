@@ -2,7 +2,8 @@
 //! with the trace id, Prometheus request metrics, and the rule that every
 //! error leaves as `application/problem+json`.
 
-use crate::problem::{PROBLEM_CONTENT_TYPE, Problem};
+use crate::problem::{PROBLEM_CONTENT_TYPE, Problem, types};
+use order_shared::trace::{TRACEPARENT, TraceParent};
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use std::time::{Duration, Instant};
@@ -66,11 +67,11 @@ fn allowed_methods(route: &str) -> Option<&'static str> {
 
 fn problem_response(status: StatusCode, detail: String) -> Response {
     let ty = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "/problems/payload-too-large",
-        StatusCode::SERVICE_UNAVAILABLE => "/problems/unavailable",
-        StatusCode::UNAUTHORIZED => "/problems/unauthorized",
-        StatusCode::BAD_REQUEST => "/problems/bad-request",
-        _ => "about:blank",
+        StatusCode::PAYLOAD_TOO_LARGE => types::PAYLOAD_TOO_LARGE,
+        StatusCode::SERVICE_UNAVAILABLE => types::UNAVAILABLE,
+        StatusCode::UNAUTHORIZED => types::UNAUTHORIZED,
+        StatusCode::BAD_REQUEST => types::BAD_REQUEST,
+        _ => types::BLANK,
     };
     let problem = Problem::new(status, ty, detail);
     let body = poem_openapi::types::ToJSON::to_json_string(&problem);
@@ -111,13 +112,19 @@ async fn ensure_problem(resp: Response, route: &str) -> Response {
     resp
 }
 
-fn trace_id(req: &Request) -> String {
+/// The request's valid `traceparent` header, if any (the one parser:
+/// [`TraceParent::parse`]).
+pub fn traceparent(req: &Request) -> Option<TraceParent> {
     req.headers()
-        .get("traceparent")
+        .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .filter(|id| id.len() == 32)
-        .map(str::to_owned)
+        .and_then(TraceParent::parse)
+}
+
+/// The trace id of the request's log lines: the caller's, else a new one.
+fn trace_id(req: &Request) -> String {
+    traceparent(req)
+        .map(|tp| tp.trace_id().to_owned())
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 

@@ -2,12 +2,12 @@
 //! order rows and an outbox row in one database transaction.
 
 pub mod auth;
-pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod problem;
 pub mod routes;
 pub mod startup;
+pub mod upstream;
 
 pub use config::ApiSettings;
 pub use startup::Application;

@@ -36,7 +36,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let settings = ApiSettings::from_env(&ProcessEnv)?;
     order_shared::telemetry::init_tracing(settings.common.log_format);
-    let _ = order_shared::telemetry::prometheus();
+    order_shared::telemetry::prometheus()?;
     let shutdown = order_shared::shutdown::on_signal();
     let app = Application::build(settings, shutdown).await?;
     app.run().await.context("server failed")

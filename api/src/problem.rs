@@ -3,12 +3,38 @@
 //! logged with their cause chain and answered with a bare 500.
 
 use order_shared::StoreError;
-use order_shared::domain::FieldError;
+use order_shared::domain::{DomainError, FieldError};
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
+/// The media type of every error body.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// The problem type URIs (RFC 9457 `type`), one per kind of failure. The
+/// handlers and the middleware both use these; none is written elsewhere.
+pub mod types {
+    /// Malformed request (bad JSON, wrong content type).
+    pub const BAD_REQUEST: &str = "/problems/bad-request";
+    /// Fields that break the rules; `errors` names them.
+    pub const VALIDATION: &str = "/problems/validation";
+    /// No, bad or expired token.
+    pub const UNAUTHORIZED: &str = "/problems/unauthorized";
+    /// Authenticated, but not allowed.
+    pub const FORBIDDEN: &str = "/problems/forbidden";
+    /// No such order (or not the caller's).
+    pub const NOT_FOUND: &str = "/problems/not-found";
+    /// The state machine refuses the change.
+    pub const INVALID_TRANSITION: &str = "/problems/invalid-transition";
+    /// The Idempotency-Key was used with another body.
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "/problems/idempotency-key-reused";
+    /// The body is over `HTTP_MAX_BODY_BYTES`.
+    pub const PAYLOAD_TOO_LARGE: &str = "/problems/payload-too-large";
+    /// A dependency is down, or the request timed out.
+    pub const UNAVAILABLE: &str = "/problems/unavailable";
+    /// The status code says it all (RFC 9457).
+    pub const BLANK: &str = "about:blank";
+}
 
 /// One invalid field of the request.
 #[derive(Object, Debug, Clone)]
@@ -83,7 +109,7 @@ impl ApiError {
     pub fn bad_request(detail: impl Into<String>) -> Self {
         ApiError::BadRequest(Json(Problem::new(
             StatusCode::BAD_REQUEST,
-            "/problems/bad-request",
+            types::BAD_REQUEST,
             detail,
         )))
     }
@@ -91,7 +117,7 @@ impl ApiError {
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let mut problem = Problem::new(
             StatusCode::BAD_REQUEST,
-            "/problems/validation",
+            types::VALIDATION,
             "The request has invalid fields.",
         );
         problem.errors = Some(
@@ -110,7 +136,7 @@ impl ApiError {
         ApiError::Unauthorized(
             Json(Problem::new(
                 StatusCode::UNAUTHORIZED,
-                "/problems/unauthorized",
+                types::UNAUTHORIZED,
                 detail,
             )),
             "Bearer".to_owned(),
@@ -120,7 +146,7 @@ impl ApiError {
     pub fn forbidden(detail: impl Into<String>) -> Self {
         ApiError::Forbidden(Json(Problem::new(
             StatusCode::FORBIDDEN,
-            "/problems/forbidden",
+            types::FORBIDDEN,
             detail,
         )))
     }
@@ -128,7 +154,7 @@ impl ApiError {
     pub fn not_found() -> Self {
         ApiError::NotFound(Json(Problem::new(
             StatusCode::NOT_FOUND,
-            "/problems/not-found",
+            types::NOT_FOUND,
             "No such order.",
         )))
     }
@@ -136,7 +162,7 @@ impl ApiError {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         ApiError::Unavailable(Json(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "/problems/unavailable",
+            types::UNAVAILABLE,
             detail,
         )))
     }
@@ -144,7 +170,7 @@ impl ApiError {
     pub fn internal() -> Self {
         ApiError::Internal(Json(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "about:blank",
+            types::BLANK,
             "An unexpected error occurred; it has been logged.",
         )))
     }
@@ -170,22 +196,29 @@ impl From<tokio_postgres::Error> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
         match err {
-            StoreError::NotFound => ApiError::not_found(),
-            StoreError::InvalidTransition { current, requested } => {
+            DomainError::InvalidTransition { current, requested } => {
                 let mut problem = Problem::new(
                     StatusCode::CONFLICT,
-                    "/problems/invalid-transition",
+                    types::INVALID_TRANSITION,
                     format!("The order is {current}; it cannot become {requested}."),
                 );
                 problem.current_status = Some(current.to_string());
                 ApiError::Conflict(Json(problem))
             }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::not_found(),
             StoreError::IdempotencyMismatch => ApiError::Unprocessable(Json(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "/problems/idempotency-key-reused",
+                types::IDEMPOTENCY_KEY_REUSED,
                 "This Idempotency-Key was already used with a different request body.",
             ))),
             StoreError::Unavailable(ref cause) => {

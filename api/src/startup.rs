@@ -2,12 +2,13 @@
 //! start this very `Application` on port 0.
 
 use crate::auth::JwtVerifier;
-use crate::catalog::Catalog;
 use crate::config::ApiSettings;
 use crate::http::HttpLayer;
 use crate::routes::{health, orders::OrdersApi};
+use crate::upstream::{CartClient, ProductClient};
 use deadpool_postgres::Pool;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use order_shared::db::purge::Purge;
+use poem::listener::TcpAcceptor;
 use poem::middleware::Cors;
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
@@ -36,19 +37,18 @@ impl Application {
         let pool = order_shared::db::build_pool(&settings.common.db)?;
         order_shared::db::pinned::verify_at_start(&pool, settings.common.outbox_shards).await?;
         let verifier = Arc::new(JwtVerifier::new(&settings.auth)?);
-        let catalog = Catalog::new(
-            settings.product_service_url.clone(),
-            settings.cart_service_url.clone(),
-            Duration::from_secs(3),
-        );
-        if !catalog.checks_prices() {
+        let http = crate::upstream::http::client(Duration::from_secs(3))?;
+        let products = ProductClient::new(http.clone(), settings.product_service_url.clone());
+        let carts = CartClient::new(http, settings.cart_service_url.clone());
+        if !products.checks_prices() {
             tracing::warn!(
                 "PRODUCT_SERVICE_URL is unset: client prices are trusted. Do not run like this in production."
             );
         }
         let orders = OrdersApi {
             pool: pool.clone(),
-            catalog,
+            products,
+            carts,
             shards: settings.common.outbox_shards,
             idempotency_ttl: settings.idempotency_ttl,
             notify: settings.outbox_notify,
@@ -70,7 +70,7 @@ impl Application {
             .at("/metrics", poem::get(health::metrics))
             .data(verifier)
             .data(pool.clone())
-            .data(order_shared::telemetry::prometheus());
+            .data(order_shared::telemetry::prometheus()?);
         let route = if settings.cors_allowed_origins.is_empty() {
             route.boxed()
         } else {
@@ -96,16 +96,8 @@ impl Application {
             })
             .boxed();
 
-        let addr = format!("{}:{}", settings.host, settings.port);
-        let acceptor = TcpListener::bind(addr.clone())
-            .into_acceptor()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (API_HOST/API_PORT): {e}"))?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .unwrap_or(settings.port);
+        let (acceptor, port) =
+            order_shared::listen::bind(&settings.host, settings.port, "API_HOST/API_PORT").await?;
         Ok(Application {
             port,
             acceptor,
@@ -128,8 +120,9 @@ impl Application {
     /// (at most the grace period).
     pub async fn run(self) -> std::io::Result<()> {
         tracing::info!(port = self.port, "order-api listening.");
-        let purge = tokio::spawn(purge_idempotency_keys(
+        let purge = tokio::spawn(Purge::ExpiredIdempotencyKeys.run_every(
             self.pool.clone(),
+            PURGE_INTERVAL,
             self.shutdown.clone(),
         ));
         let shutdown = self.shutdown.clone();
@@ -144,34 +137,5 @@ impl Application {
         self.pool.close();
         tracing::info!("order-api stopped.");
         result
-    }
-}
-
-/// Deletes expired idempotency keys now and then, in small batches. Every
-/// replica may run it; the DELETEs are cheap and commute.
-async fn purge_idempotency_keys(pool: Pool, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(PURGE_INTERVAL) => {}
-        }
-        let Ok(client) = pool.get().await else {
-            continue;
-        };
-        loop {
-            match order_shared::db::orders::purge_expired_idempotency_keys(&client, 1000).await {
-                Ok(1000) => continue,
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(deleted = n, "Purged expired idempotency keys.");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Purging idempotency keys failed.");
-                    break;
-                }
-            }
-        }
     }
 }

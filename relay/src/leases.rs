@@ -35,7 +35,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-struct Worker {
+/// The task of one leased shard, with its stop and wake handles.
+struct RunningShard {
     stop: CancellationToken,
     wake: Arc<Notify>,
     handle: JoinHandle<()>,
@@ -49,7 +50,7 @@ pub type SpawnWorker = Box<dyn Fn(i32, Arc<Notify>, CancellationToken) -> JoinHa
 /// in the background.
 pub struct ShardWorkers {
     spawn: SpawnWorker,
-    running: HashMap<i32, Worker>,
+    running: HashMap<i32, RunningShard>,
     /// Shards being given back: stopped, lease not yet released.
     releasing: HashSet<i32>,
     released_tx: mpsc::UnboundedSender<i32>,
@@ -92,7 +93,8 @@ impl ShardWorkers {
         let stop = CancellationToken::new();
         let wake = Arc::new(Notify::new());
         let handle = (self.spawn)(shard, wake.clone(), stop.clone());
-        self.running.insert(shard, Worker { stop, wake, handle });
+        self.running
+            .insert(shard, RunningShard { stop, wake, handle });
     }
 
     pub fn wake(&self, shard: i32) {

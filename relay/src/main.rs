@@ -53,7 +53,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let settings = RelaySettings::from_env(&ProcessEnv)?;
     order_shared::telemetry::init_tracing(settings.common.log_format);
-    let _ = order_shared::telemetry::prometheus();
+    order_shared::telemetry::prometheus()?;
     let shutdown = order_shared::shutdown::on_signal();
     let relay = Relay::build(settings, shutdown).await?;
     relay.run().await.context("relay failed")

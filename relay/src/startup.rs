@@ -6,12 +6,17 @@ use crate::context::RelayContext;
 use crate::health;
 use crate::kafka::{Producers, create_topics};
 use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use order_shared::db::purge::Purge;
 use order_shared::domain::EventType;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::TcpAcceptor;
 use poem::{EndpointExt, Route, Server};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How often old inbox rows are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Topics the relay consumes, without prefix.
 pub const INBOUND_TOPICS: [&str; 3] =
@@ -26,6 +31,7 @@ pub struct Relay {
     acceptor: TcpAcceptor,
     port: u16,
     shutdown: CancellationToken,
+    metrics: PrometheusHandle,
 }
 
 impl Relay {
@@ -56,16 +62,9 @@ impl Relay {
         }
         let producers = Producers::new(&settings.kafka)
             .map_err(|e| anyhow::anyhow!("KAFKA_BROKERS: cannot create a producer: {e}"))?;
-        let addr = format!("{}:{}", settings.host, settings.port);
-        let acceptor = TcpListener::bind(addr.clone())
-            .into_acceptor()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (RELAY_HOST/RELAY_PORT): {e}"))?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .unwrap_or(settings.port);
+        let (acceptor, port) =
+            order_shared::listen::bind(&settings.host, settings.port, "RELAY_HOST/RELAY_PORT")
+                .await?;
         let ctx = Arc::new(RelayContext::new(settings, producers, topics));
         Ok(Relay {
             ctx,
@@ -73,6 +72,7 @@ impl Relay {
             acceptor,
             port,
             shutdown,
+            metrics: order_shared::telemetry::prometheus()?,
         })
     }
 
@@ -98,17 +98,17 @@ impl Relay {
                 self.shutdown.clone(),
             ))
         });
-        let purge = tokio::spawn(crate::consumer::purge_inbox(
-            self.pool.clone(),
-            self.ctx.settings.consumer.inbox_retention,
-            self.shutdown.clone(),
-        ));
+        let inbox = Purge::ProcessedEvents {
+            older_than: self.ctx.settings.consumer.inbox_retention,
+        };
+        let purge =
+            tokio::spawn(inbox.run_every(self.pool.clone(), PURGE_INTERVAL, self.shutdown.clone()));
         let app = Route::new()
             .at("/health/live", poem::get(health::live))
             .at("/health/ready", poem::get(health::ready))
             .at("/metrics", poem::get(health::metrics))
             .data(self.ctx.clone())
-            .data(order_shared::telemetry::prometheus());
+            .data(self.metrics.clone());
         tracing::info!(
             port = self.port,
             "order-relay listening for health and metrics."

@@ -2,6 +2,7 @@
 //! names the variable, so a bad deployment fails at start with a clear line.
 
 use crate::db::DbSettings;
+pub use crate::secret::Secret;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -133,26 +134,6 @@ pub fn secs(
     parse_in_range(env, name, default_secs, range).map(Duration::from_secs)
 }
 
-/// A value that must not appear in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -174,7 +155,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://orders:orders@127.0.0.1:5432/
 
 impl CommonSettings {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let url = optional(env, "DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let url = Secret::new(
+            optional(env, "DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+        );
         let db = DbSettings {
             url,
             pool_size: parse_in_range(env, "DATABASE_POOL_SIZE", 16, 1..=512)?,
@@ -213,7 +196,11 @@ mod tests {
     fn defaults_apply_when_unset() {
         let s = CommonSettings::from_env(&env(&[])).unwrap();
         assert_eq!(s.outbox_shards, 32);
-        assert_eq!(s.db.url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.db.url.expose(), DEFAULT_DATABASE_URL);
+        assert!(
+            !format!("{s:?}").contains("orders:orders"),
+            "the URL must not print"
+        );
         assert_eq!(s.log_format, LogFormat::Text);
     }
 

@@ -1,7 +1,6 @@
 //! The error policy of the data layer: every failure is one of a few kinds,
 //! and each adapter (HTTP, Kafka) maps the kind, never the message.
 
-use crate::domain::OrderStatus;
 use std::error::Error as StdError;
 use tokio_postgres::error::SqlState;
 
@@ -11,12 +10,6 @@ pub enum StoreError {
     /// No such order, or not one the caller may see.
     #[error("order not found")]
     NotFound,
-    /// The state machine refuses the change.
-    #[error("order is {current}; it cannot become {requested}")]
-    InvalidTransition {
-        current: OrderStatus,
-        requested: OrderStatus,
-    },
     /// The Idempotency-Key was used before with a different request body.
     #[error("the Idempotency-Key was already used with a different request")]
     IdempotencyMismatch,

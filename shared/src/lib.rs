@@ -5,9 +5,12 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod listen;
 pub mod probe;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use error::StoreError;
 

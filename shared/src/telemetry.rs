@@ -1,6 +1,7 @@
 //! Logs (tracing, JSON or text) and the Prometheus recorder.
 
 use crate::config::LogFormat;
+use crate::domain::OrderStatus;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
@@ -22,7 +23,7 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+static PROMETHEUS: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
 
 /// Latency buckets (seconds) for every `*_seconds` histogram: 0.5 ms .. 30 s.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -36,24 +37,36 @@ const PUBLISH_LATENCY_BUCKETS: &[f64] = &[
     0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// Installs the process-wide Prometheus recorder once and returns its handle.
-pub fn prometheus() -> PrometheusHandle {
-    PROMETHEUS
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("outbox_publish_latency_seconds".into()),
-                    PUBLISH_LATENCY_BUCKETS,
-                )
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-                })
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            match builder.install_recorder() {
-                Ok(handle) => handle,
-                // Someone else installed a recorder: render an empty, private one.
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
-        })
-        .clone()
+/// The Prometheus recorder could not be set up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot set up the Prometheus recorder: {0}")]
+pub struct MetricsError(String);
+
+fn install() -> Result<PrometheusHandle, MetricsError> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("outbox_publish_latency_seconds".into()),
+            PUBLISH_LATENCY_BUCKETS,
+        )
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS))
+        .map_err(|e| MetricsError(e.to_string()))?;
+    builder
+        .install_recorder()
+        .map_err(|e| MetricsError(e.to_string()))
+}
+
+/// Installs the process-wide Prometheus recorder once and returns its
+/// handle; the same answer on every later call. An error (buckets refused,
+/// another recorder installed) is a start-up error, never a silent
+/// recorder without the buckets.
+pub fn prometheus() -> Result<PrometheusHandle, MetricsError> {
+    PROMETHEUS.get_or_init(install).clone()
+}
+
+/// Counts one order status change, `order_transitions_total{from,to}`: the
+/// one place for changes asked through the API and by consumed events.
+/// Call it after the change's transaction committed.
+pub fn count_transition(from: OrderStatus, to: OrderStatus) {
+    metrics::counter!("order_transitions_total", "from" => from.as_str(), "to" => to.as_str())
+        .increment(1);
 }

@@ -40,7 +40,7 @@ pub struct TestDb {
 impl TestDb {
     pub fn settings(&self) -> DbSettings {
         DbSettings {
-            url: self.url.clone(),
+            url: crate::config::Secret::new(self.url.clone()),
             pool_size: 8,
             connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(10),

@@ -1,7 +1,7 @@
 //! The JSON shapes of the REST API (camelCase), and their conversion to and
 //! from the domain types in `order_shared`.
 
-use order_shared::domain::order::{AddressInput, ItemInput, ShippingAddress};
+use order_shared::domain::{AddressInput, ItemInput, ShippingAddress};
 use order_shared::domain::{HistoryEntry, Order, OrderLine, OrderStatus};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
@@ -139,7 +139,7 @@ impl From<OrderLine> for OrderItem {
     fn from(l: OrderLine) -> Self {
         OrderItem {
             product_id: l.product_id,
-            quantity: l.quantity,
+            quantity: l.quantity.get(),
             unit_price: l.unit_price,
             line_total: l.line_total,
         }
@@ -178,12 +178,12 @@ pub struct OrderBody {
 impl From<Order> for OrderBody {
     fn from(o: Order) -> Self {
         OrderBody {
-            id: o.id,
-            user_id: o.user_id,
+            id: o.id.into(),
+            user_id: o.user_id.to_string(),
             status: o.status.into(),
             items: o.items.into_iter().map(OrderItem::from).collect(),
             total_amount: o.total_amount,
-            currency: o.currency,
+            currency: o.currency.to_string(),
             version: o.version,
             created_at: o.created_at,
             updated_at: o.updated_at,
@@ -199,8 +199,8 @@ impl From<Order> for OrderBody {
 
 /// A page of orders, newest first.
 #[derive(Object, Debug, Clone)]
-#[oai(rename_all = "camelCase")]
-pub struct OrderPage {
+#[oai(rename_all = "camelCase", rename = "OrderPage")]
+pub struct OrderPageBody {
     pub items: Vec<OrderBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]

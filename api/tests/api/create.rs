@@ -62,7 +62,7 @@ async fn create_answers_201_with_location_and_writes_one_outbox_row() {
     assert_eq!(payload["data"]["shippingAddress"]["city"], "London");
     let headers: Value = row.get(4);
     assert_eq!(headers["traceparent"], traceparent);
-    assert_eq!(row.get::<_, i32>(5), shard_of(id, 32));
+    assert_eq!(row.get::<_, i32>(5), shard_of(id.into(), 32));
 
     assert_eq!(app.count("SELECT count(*) FROM order_items").await, 2);
     assert_eq!(

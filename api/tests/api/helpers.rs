@@ -1,7 +1,9 @@
 //! `spawn_app`: the real Application on port 0 over a fresh database.
 
 use order_api::{ApiSettings, Application};
-use order_shared::db::orders::{Change, Transition, transition_order};
+use order_shared::db::Emit;
+use order_shared::db::orders::transition_order;
+use order_shared::domain::{Change, Transition};
 use order_shared::testing::{TestDb, fresh_database};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -133,17 +135,19 @@ impl TestApp {
         let mut client = pool.get().await.unwrap();
         let tx = client.transaction().await.unwrap();
         let t = Transition {
-            order_id: id,
+            order_id: id.into(),
             change: Change::Confirm {
                 payment_id: Some("pay-1".into()),
             },
             owner: None,
             actor: "test",
+        };
+        let emit = Emit {
             traceparent: None,
             shards: 32,
             notify: false,
         };
-        transition_order(&tx, &t).await.expect("confirm");
+        transition_order(&tx, &t, &emit).await.expect("confirm");
         tx.commit().await.unwrap();
     }
 

@@ -3,10 +3,9 @@
 //! record to the dead-letter topic.
 
 use chrono::{DateTime, Utc};
-use order_shared::db::inbox::InboundEvent;
+use order_shared::domain::{InboundEvent, OrderId};
 use rdkafka::message::{Headers, OwnedHeaders};
 use serde_json::Value;
-use uuid::Uuid;
 
 /// Longest idempotency key or scope we store.
 const MAX_KEY_LEN: usize = 200;
@@ -105,7 +104,7 @@ pub fn parse_message(
     let scope = scope(header_text(headers, "ce_source"), topic, prefix)?;
     let order_id = text(&value, "orderId")
         .ok_or(ParseError::NoOrderId)?
-        .parse::<Uuid>()
+        .parse::<OrderId>()
         .map_err(|_| ParseError::BadOrderId)?;
     let event = match kind {
         TopicKind::PaymentAuthorized => InboundEvent::PaymentAuthorized {

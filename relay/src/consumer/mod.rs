@@ -156,32 +156,3 @@ fn poll_until(consumer: &BaseConsumer<GroupContext>, shutdown: &CancellationToke
         }
     }
 }
-
-/// Removes old inbox rows every ten minutes, in small batches.
-pub async fn purge_inbox(pool: Pool, retention: Duration, shutdown: CancellationToken) {
-    loop {
-        if let Ok(client) = pool.get().await {
-            loop {
-                match order_shared::db::inbox::purge_processed_events(&client, retention, 1000)
-                    .await
-                {
-                    Ok(1000) => continue,
-                    Ok(n) => {
-                        if n > 0 {
-                            tracing::info!(deleted = n, "Purged old processed_events rows.");
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Purging processed_events failed.");
-                        break;
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
-        }
-    }
-}

@@ -11,9 +11,13 @@ use crate::backoff::Backoff;
 use crate::context::RelayContext;
 use deadpool_postgres::Pool;
 use order_shared::StoreError;
-use order_shared::db::inbox::{InboundContext, InboundEvent, Outcome, apply_inbound};
+use order_shared::db::Emit;
+use order_shared::db::inbox::{InboundContext, Outcome, apply_inbound};
+use order_shared::domain::InboundEvent;
 use order_shared::domain::OrderStatus;
 use order_shared::error::error_chain;
+use order_shared::telemetry::count_transition;
+use order_shared::trace::{TRACEPARENT, TraceParent};
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,13 +150,12 @@ impl PartitionWorker {
             "order_id",
             tracing::field::display(inbound.event.order_id()),
         );
-        if let Some(trace) =
-            header_text(msg.headers(), "traceparent").and_then(|t| t.split('-').nth(1))
-        {
-            span.record("trace_id", trace);
+        let traceparent = header_text(msg.headers(), TRACEPARENT).and_then(TraceParent::parse);
+        if let Some(tp) = &traceparent {
+            span.record("trace_id", tp.trace_id());
         }
-        match self.apply(msg, &inbound).await {
-            Ok(Outcome::Applied) => Ok(Consumed::Applied),
+        match self.apply(msg, &inbound, traceparent.as_ref()).await {
+            Ok(Outcome::Applied { .. }) => Ok(Consumed::Applied),
             Ok(Outcome::Duplicate) => Ok(Consumed::Duplicate),
             Ok(Outcome::Ignored { status }) => {
                 if status == OrderStatus::Cancelled
@@ -182,19 +185,32 @@ impl PartitionWorker {
     }
 
     /// One transaction: inbox row, change, history and outbox rows.
-    async fn apply(&self, msg: &OwnedMessage, inbound: &Inbound) -> Result<Outcome, StoreError> {
+    async fn apply(
+        &self,
+        msg: &OwnedMessage,
+        inbound: &Inbound,
+        traceparent: Option<&TraceParent>,
+    ) -> Result<Outcome, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let ictx = InboundContext {
             key: &inbound.key,
             scope: &inbound.scope,
             topic: msg.topic(),
-            traceparent: header_text(msg.headers(), "traceparent"),
-            shards: self.ctx.settings.common.outbox_shards,
-            notify: self.ctx.settings.outbox_notify,
+            emit: Emit {
+                traceparent,
+                shards: self.ctx.settings.common.outbox_shards,
+                notify: self.ctx.settings.outbox_notify,
+            },
         };
         let outcome = apply_inbound(&tx, &ictx, &inbound.event).await?;
         tx.commit().await?;
+        if let Outcome::Applied {
+            transition: Some((from, to)),
+        } = outcome
+        {
+            count_transition(from, to);
+        }
         tracing::info!(key = %inbound.key, outcome = outcome.as_str(), "Event consumed.");
         Ok(outcome)
     }

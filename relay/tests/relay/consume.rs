@@ -3,7 +3,9 @@
 
 use crate::helpers::*;
 use crate::inbound::*;
-use order_shared::db::inbox::{InboundContext, InboundEvent, apply_inbound};
+use order_shared::db::Emit;
+use order_shared::db::inbox::{InboundContext, apply_inbound};
+use order_shared::domain::InboundEvent;
 use order_shared::testing::{TcpProxy, TestDb, fresh_database, host_port};
 use std::time::Duration;
 use uuid::Uuid;
@@ -166,12 +168,14 @@ async fn an_event_committed_before_a_crash_is_a_duplicate_when_redelivered() {
         key: "ce-crash",
         scope: "payment.authorized",
         topic: &topic,
-        traceparent: None,
-        shards: 8,
-        notify: false,
+        emit: Emit {
+            traceparent: None,
+            shards: 8,
+            notify: false,
+        },
     };
     let event_in = InboundEvent::PaymentAuthorized {
-        order_id: id,
+        order_id: id.into(),
         payment_id: Some("pay-c".into()),
     };
     apply_inbound(&tx, &ctx, &event_in).await.unwrap();

@@ -3,9 +3,9 @@
 //! and relays run as processes (to stop them with SIGTERM or SIGKILL).
 
 use crate::helpers::*;
+use order_shared::db::Emit;
 use order_shared::db::orders::{CreateOrder, Created, create_order};
-use order_shared::domain::order::{AddressInput, ItemInput};
-use order_shared::domain::{NewOrder, NewOrderInput};
+use order_shared::domain::{AddressInput, ItemInput, NewOrder, NewOrderInput, UserId};
 use order_shared::testing::TestDb;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -35,16 +35,18 @@ pub async fn place(db: &TestDb) -> Uuid {
     let pool = order_shared::db::build_pool(&db.settings()).unwrap();
     let client = pool.get().await.unwrap();
     let req = CreateOrder {
-        user_id: "alice",
+        user_id: &UserId::new("alice"),
         order: &order,
         actor: "user:alice",
         idempotency: None,
-        traceparent: None,
-        shards: 8,
-        notify: true,
+        emit: Emit {
+            traceparent: None,
+            shards: 8,
+            notify: true,
+        },
     };
     match create_order(&client, &req).await.unwrap() {
-        Created::New(o) => o.id,
+        Created::New(o) => o.id.into(),
         Created::Replayed(_) => unreachable!(),
     }
 }

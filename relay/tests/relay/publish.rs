@@ -1,10 +1,13 @@
 //! Record format of every event type, and poison rows (park, stop, replay).
 
 use crate::helpers::*;
-use order_shared::db::orders::{Change, CreateOrder, Transition, create_order, transition_order};
-use order_shared::domain::order::{AddressInput, ItemInput};
-use order_shared::domain::{NewOrder, NewOrderInput};
+use order_shared::db::Emit;
+use order_shared::db::orders::{CreateOrder, create_order, transition_order};
+use order_shared::domain::{
+    AddressInput, Change, ItemInput, NewOrder, NewOrderInput, Transition, UserId,
+};
 use order_shared::testing::fresh_database;
+use order_shared::trace::TraceParent;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -32,15 +35,17 @@ async fn change(pool: &deadpool_postgres::Pool, id: Uuid, change: Change) {
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
     let t = Transition {
-        order_id: id,
+        order_id: id.into(),
         change,
         owner: None,
         actor: "test",
+    };
+    let emit = Emit {
         traceparent: None,
         shards: 8,
         notify: true,
     };
-    transition_order(&tx, &t).await.unwrap();
+    transition_order(&tx, &t, &emit).await.unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -58,13 +63,15 @@ async fn every_event_type_arrives_with_topic_key_headers_and_payload() {
         let created = create_order(
             &client,
             &CreateOrder {
-                user_id: "alice",
+                user_id: &UserId::new("alice"),
                 order: &order,
                 actor: "user:alice",
                 idempotency: None,
-                traceparent: Some(traceparent),
-                shards: 8,
-                notify: true,
+                emit: Emit {
+                    traceparent: TraceParent::parse(traceparent).as_ref(),
+                    shards: 8,
+                    notify: true,
+                },
             },
         )
         .await
@@ -72,7 +79,7 @@ async fn every_event_type_arrives_with_topic_key_headers_and_payload() {
         let order_shared::db::orders::Created::New(o) = created else {
             panic!("new order")
         };
-        ids.push(o.id);
+        ids.push(Uuid::from(o.id));
     }
     change(
         &pool,

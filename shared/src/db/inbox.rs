@@ -1,60 +1,38 @@
 //! The consumer's inbox: applying an inbound event exactly once in effect.
 //! One transaction records the idempotency key in `processed_events` (a
-//! conflict means "already applied") and applies the change with its
-//! history and outbox rows; the caller stores the Kafka offset only after
-//! the commit.
+//! conflict means "already applied") and writes what the domain decided
+//! ([`InboundEvent::react`]) with its history and outbox rows; the caller
+//! stores the Kafka offset only after the commit.
 
-use super::GenericClient;
-use super::orders::{Change, Transition, TransitionOutcome, transition_order};
+use super::orders::change::{lock_order, write_changed, write_history};
+use super::{Emit, GenericClient};
 use crate::StoreError;
-use crate::domain::OrderStatus;
-use chrono::{DateTime, SubsecRound, Utc};
-use uuid::Uuid;
-
-/// An inbound event, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InboundEvent {
-    PaymentAuthorized {
-        order_id: Uuid,
-        payment_id: Option<String>,
-    },
-    PaymentFailed {
-        order_id: Uuid,
-        reason: Option<String>,
-    },
-    InventoryReserved {
-        order_id: Uuid,
-        reservation_id: Option<String>,
-        reserved_at: Option<DateTime<Utc>>,
-    },
-}
-
-impl InboundEvent {
-    pub fn order_id(&self) -> Uuid {
-        match self {
-            InboundEvent::PaymentAuthorized { order_id, .. }
-            | InboundEvent::PaymentFailed { order_id, .. }
-            | InboundEvent::InventoryReserved { order_id, .. } => *order_id,
-        }
-    }
-}
+use crate::domain::{InboundEvent, OrderStatus, Reaction};
+use chrono::{SubsecRound, Utc};
 
 /// What consuming one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The change was applied (and, for payments, an event emitted).
-    Applied,
+    Applied {
+        /// The status change it made (none for an inventory reservation).
+        transition: Option<(OrderStatus, OrderStatus)>,
+    },
     /// The key was seen before: nothing done.
     Duplicate,
     /// Valid, but the order's status (`status`) does not allow it: noted
     /// in the history, nothing emitted.
-    Ignored { status: OrderStatus },
+    Ignored {
+        /// The order's status.
+        status: OrderStatus,
+    },
 }
 
 impl Outcome {
+    /// The label of the outcome (`consumed_events_total{outcome}`, the inbox row).
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Applied => "applied",
+            Outcome::Applied { .. } => "applied",
             Outcome::Duplicate => "duplicate",
             Outcome::Ignored { .. } => "ignored",
         }
@@ -71,25 +49,8 @@ pub struct InboundContext<'a> {
     pub scope: &'a str,
     /// The topic it came from (for the inbox row and the history actor).
     pub topic: &'a str,
-    pub traceparent: Option<&'a str>,
-    pub shards: u32,
-    pub notify: bool,
-}
-
-async fn note_history(
-    client: &impl GenericClient,
-    order_id: Uuid,
-    reason: &str,
-    actor: &str,
-) -> Result<(), StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "INSERT INTO order_status_history (order_id, from_status, to_status, reason, actor, created_at) \
-             SELECT id, status, status, $2, $3, now() FROM orders WHERE id = $1",
-        )
-        .await?;
-    client.execute(&stmt, &[&order_id, &reason, &actor]).await?;
-    Ok(())
+    /// How an emitted event is written.
+    pub emit: Emit<'a>,
 }
 
 /// Applies `event` once per key. Must run in the caller's transaction;
@@ -107,59 +68,51 @@ pub async fn apply_inbound(
         )
         .await?;
     if client
-        .execute(&insert, &[&ctx.scope, &ctx.key, &ctx.topic, &order_id])
+        .execute(
+            &insert,
+            &[&ctx.scope, &ctx.key, &ctx.topic, order_id.as_uuid()],
+        )
         .await?
         == 0
     {
         return Ok(Outcome::Duplicate);
     }
-    let outcome = match event {
-        InboundEvent::InventoryReserved {
-            reservation_id,
-            reserved_at,
-            ..
-        } => {
-            let at = reserved_at.unwrap_or_else(Utc::now).trunc_subsecs(6);
+    let order = lock_order(client, order_id, None).await?;
+    let now = Utc::now().trunc_subsecs(6);
+    let outcome = match event.react(&order, ctx.topic, now) {
+        Reaction::Changed(changed) => {
+            write_changed(client, &changed, &ctx.emit).await?;
+            Outcome::Applied {
+                transition: Some((order.status, changed.order.status)),
+            }
+        }
+        Reaction::Reserved { order, history } => {
             let stmt = client
                 .prepare_cached(
-                    "UPDATE orders SET inventory_reserved_at = $2, \
-                     reservation_id = coalesce($3, reservation_id), updated_at = now() WHERE id = $1",
+                    "UPDATE orders SET inventory_reserved_at = $2, reservation_id = $3, \
+                     updated_at = $4 WHERE id = $1",
                 )
                 .await?;
-            if client
-                .execute(&stmt, &[&order_id, &at, reservation_id])
-                .await?
-                == 0
-            {
-                return Err(StoreError::NotFound);
-            }
-            let reason = match reservation_id {
-                Some(id) => format!("inventory reserved ({id})"),
-                None => "inventory reserved".to_owned(),
-            };
-            note_history(client, order_id, &reason, ctx.topic).await?;
-            Outcome::Applied
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        order.id.as_uuid(),
+                        &order.inventory_reserved_at,
+                        &order.reservation_id,
+                        &order.updated_at,
+                    ],
+                )
+                .await?;
+            write_history(client, order_id, &history).await?;
+            Outcome::Applied { transition: None }
         }
-        InboundEvent::PaymentAuthorized { payment_id, .. } => {
-            transition(
-                client,
-                ctx,
-                order_id,
-                Change::Confirm {
-                    payment_id: payment_id.clone(),
-                },
-            )
-            .await?
-        }
-        InboundEvent::PaymentFailed { reason, .. } => {
-            let reason = reason
-                .clone()
-                .map(|r| format!("payment failed: {r}"))
-                .or_else(|| Some("payment failed".to_owned()));
-            transition(client, ctx, order_id, Change::Cancel { reason }).await?
+        Reaction::Ignored { status, history } => {
+            write_history(client, order_id, &history).await?;
+            Outcome::Ignored { status }
         }
     };
-    if outcome != Outcome::Applied {
+    if let Outcome::Ignored { .. } = outcome {
         let stmt = client
             .prepare_cached(
                 "UPDATE processed_events SET outcome = $3 WHERE scope = $1 AND event_key = $2",
@@ -170,58 +123,4 @@ pub async fn apply_inbound(
             .await?;
     }
     Ok(outcome)
-}
-
-async fn transition(
-    client: &impl GenericClient,
-    ctx: &InboundContext<'_>,
-    order_id: Uuid,
-    change: Change,
-) -> Result<Outcome, StoreError> {
-    let target = change.target();
-    let t = Transition {
-        order_id,
-        change,
-        owner: None,
-        actor: ctx.topic,
-        traceparent: ctx.traceparent,
-        shards: ctx.shards,
-        notify: ctx.notify,
-    };
-    match transition_order(client, &t).await {
-        Ok(TransitionOutcome::Applied { .. }) => Ok(Outcome::Applied),
-        Ok(TransitionOutcome::Unchanged(order)) => {
-            let note = format!("ignored {}: order is already {}", ctx.topic, order.status);
-            note_history(client, order_id, &note, ctx.topic).await?;
-            Ok(Outcome::Ignored {
-                status: order.status,
-            })
-        }
-        Err(StoreError::InvalidTransition { current, .. }) => {
-            let note = format!(
-                "ignored {}: order is {current}, cannot become {target}",
-                ctx.topic
-            );
-            note_history(client, order_id, &note, ctx.topic).await?;
-            Ok(Outcome::Ignored { status: current })
-        }
-        Err(other) => Err(other),
-    }
-}
-
-/// Deletes inbox rows older than `older_than`, at most `batch` per call.
-pub async fn purge_processed_events(
-    client: &impl GenericClient,
-    older_than: std::time::Duration,
-    batch: i64,
-) -> Result<u64, StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "DELETE FROM processed_events WHERE (scope, event_key) IN (SELECT scope, event_key FROM processed_events \
-             WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)",
-        )
-        .await?;
-    Ok(client
-        .execute(&stmt, &[&(older_than.as_secs_f64()), &batch])
-        .await?)
 }

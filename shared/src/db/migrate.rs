@@ -1,7 +1,10 @@
 //! Forward-only migrations (refinery), embedded in the binaries and run only
 //! by the explicit `migrate` subcommand, never implicitly at start.
 
-use super::{DbSettings, pg_config};
+use super::{BadDatabaseUrl, DbSettings, pg_config};
+use crate::StoreError;
+use crate::config::ConfigError;
+use crate::db::pinned::PinError;
 
 refinery::embed_migrations!("../migrations");
 
@@ -9,7 +12,30 @@ refinery::embed_migrations!("../migrations");
 const MIGRATION_LOCK: i64 = 0x6f72_6465_725f_6d67; // "order_mg"
 
 /// Applies the pending migrations and returns the names of those applied.
-pub async fn run(settings: &DbSettings) -> anyhow_like::Result<Vec<String>> {
+/// Why `migrate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A variable is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `DATABASE_URL` cannot be parsed.
+    #[error(transparent)]
+    Url(#[from] BadDatabaseUrl),
+    /// The database cannot be reached, or a statement failed.
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// A migration failed (refinery says which).
+    #[error("refinery: {0}")]
+    Migration(#[from] refinery::Error),
+    /// The pool or a query of the pinned settings failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `OUTBOX_SHARDS` differs from the pinned value.
+    #[error(transparent)]
+    Pinned(#[from] PinError),
+}
+
+pub async fn run(settings: &DbSettings) -> Result<Vec<String>, MigrateError> {
     let (mut client, connection) = pg_config(settings)?.connect(tokio_postgres::NoTls).await?;
     let task = tokio::spawn(connection);
     client
@@ -32,21 +58,16 @@ pub async fn run(settings: &DbSettings) -> anyhow_like::Result<Vec<String>> {
 /// The `migrate` subcommand of both binaries: settings from the
 /// environment, migrations applied, `OUTBOX_SHARDS` pinned (or checked
 /// against the pinned value), and a line to print.
-pub async fn run_from_env() -> anyhow_like::Result<String> {
+pub async fn run_from_env() -> Result<String, MigrateError> {
     let common = crate::config::CommonSettings::from_env(&crate::config::ProcessEnv)?;
     crate::telemetry::init_tracing(common.log_format);
     let applied = run(&common.db).await?;
     let pool = super::build_pool(&common.db)?;
-    let client = pool.get().await?;
+    let client = pool.get().await.map_err(StoreError::from)?;
     super::pinned::check_outbox_shards(&client, common.outbox_shards).await?;
     Ok(if applied.is_empty() {
         "Database schema is up to date.".to_owned()
     } else {
         format!("Applied migrations: {}", applied.join(", "))
     })
-}
-
-/// A boxed error is all callers need here: `migrate` prints it and exits.
-mod anyhow_like {
-    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 }

@@ -6,17 +6,34 @@ pub mod migrate;
 pub mod orders;
 pub mod outbox;
 pub mod pinned;
+pub mod purge;
 
+use crate::secret::Secret;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::str::FromStr;
 use std::time::Duration;
 
 pub use deadpool_postgres::GenericClient;
 
+/// How a write announces itself: the trace context for the record headers,
+/// the shard count that places the outbox row, and whether to NOTIFY the
+/// relay (its wake-up hint) with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Emit<'a> {
+    /// Carried into the event's record headers.
+    pub traceparent: Option<&'a crate::trace::TraceParent>,
+    /// `OUTBOX_SHARDS`.
+    pub shards: u32,
+    /// Send a NOTIFY on [`outbox::CHANNEL`] with the outbox row.
+    pub notify: bool,
+}
+
 /// Pool settings, taken from the environment by the binaries.
 #[derive(Debug, Clone)]
 pub struct DbSettings {
-    pub url: String,
+    /// `DATABASE_URL`; it holds the password, so it never prints.
+    pub url: Secret,
+    /// `DATABASE_POOL_SIZE`.
     pub pool_size: usize,
     /// Upper bound for connecting and for waiting on a free connection.
     pub connect_timeout: Duration,
@@ -31,7 +48,7 @@ pub struct BadDatabaseUrl(String);
 
 /// Parses the URL and applies the timeouts; shared by the pool and migrations.
 pub fn pg_config(settings: &DbSettings) -> Result<tokio_postgres::Config, BadDatabaseUrl> {
-    let mut config = tokio_postgres::Config::from_str(&settings.url)
+    let mut config = tokio_postgres::Config::from_str(settings.url.expose())
         .map_err(|e| BadDatabaseUrl(e.to_string()))?;
     config.connect_timeout(settings.connect_timeout);
     config.keepalives_idle(Duration::from_secs(30));

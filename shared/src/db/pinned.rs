@@ -14,12 +14,15 @@ pub const STARTUP_DATABASE_WAIT: Duration = Duration::from_secs(30);
 /// Why the configured shard count cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
+    /// The configured count differs from the pinned one.
     #[error(
         "OUTBOX_SHARDS is {configured} but this database was installed with {pinned}; \
          set OUTBOX_SHARDS={pinned} (changing it needs an empty outbox and a manual \
          UPDATE pinned_settings)"
     )]
+    #[allow(missing_docs)]
     Mismatch { configured: u32, pinned: u32 },
+    /// The database could not be asked.
     #[error("cannot check OUTBOX_SHARDS against the database (DATABASE_URL): {0}")]
     Store(#[from] StoreError),
 }

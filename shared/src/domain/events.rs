@@ -3,6 +3,8 @@
 
 use super::order::{Order, OrderLine, ShippingAddress};
 use super::status::OrderStatus;
+use super::values::{OrderId, UserId};
+use crate::trace::TraceParent;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -14,14 +16,20 @@ pub const EVENT_SOURCE: &str = "/order-service";
 /// The kinds of event the service emits, one Kafka topic each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
+    /// `order.placed`
     Placed,
+    /// `order.confirmed`
     Confirmed,
+    /// `order.shipped`
     Shipped,
+    /// `order.delivered`
     Delivered,
+    /// `order.cancelled`
     Cancelled,
 }
 
 impl EventType {
+    /// Every event type, in lifecycle order.
     pub const ALL: [EventType; 5] = [
         EventType::Placed,
         EventType::Confirmed,
@@ -56,15 +64,21 @@ impl EventType {
 /// An outbox row before insertion.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {
+    /// The event's id (UUIDv7), also the CloudEvents `id`.
     pub event_id: Uuid,
-    pub order_id: Uuid,
+    /// The order it is about (the record key).
+    pub order_id: OrderId,
+    /// The order's version after the change.
     pub version: i64,
+    /// What happened.
     pub event_type: EventType,
+    /// The topic before any prefix.
     pub topic: &'static str,
     /// The whole Kafka record value (the envelope).
     pub payload: Value,
     /// Extra record headers, e.g. `traceparent`.
     pub headers: Value,
+    /// The outbox shard of the order (see [`shard_of`]).
     pub shard: i32,
 }
 
@@ -74,10 +88,10 @@ struct Envelope<'a> {
     event_id: Uuid,
     event_type: &'static str,
     occurred_at: String,
-    order_id: Uuid,
-    user_id: &'a str,
+    order_id: OrderId,
+    user_id: &'a UserId,
     version: i64,
-    data: Value,
+    data: &'a Value,
 }
 
 /// Formats a timestamp as RFC 3339 UTC with millisecond precision.
@@ -87,9 +101,9 @@ pub fn rfc3339(at: DateTime<Utc>) -> String {
 
 /// The shard of an order: FNV-1a (64 bit) of the id's 16 bytes, modulo `shards`.
 /// Stable across processes and releases, which is what the relay relies on.
-pub fn shard_of(order_id: Uuid, shards: u32) -> i32 {
+pub fn shard_of(order_id: OrderId, shards: u32) -> i32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in order_id.as_bytes() {
+    for byte in order_id.as_uuid().as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -98,33 +112,47 @@ pub fn shard_of(order_id: Uuid, shards: u32) -> i32 {
 }
 
 /// Trace context carried from the request into the record headers.
-pub fn trace_headers(traceparent: Option<&str>) -> Value {
+pub fn trace_headers(traceparent: Option<&TraceParent>) -> Value {
     let mut map = Map::new();
     if let Some(tp) = traceparent {
-        map.insert("traceparent".into(), Value::String(tp.to_owned()));
+        map.insert("traceparent".into(), Value::String(tp.as_str().to_owned()));
     }
     Value::Object(map)
 }
 
+/// Something that happened to an order, as the domain decided it: its type,
+/// when, and its `data` (the payload's variable part).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// What happened.
+    pub event_type: EventType,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The event's `data` object.
+    pub data: Value,
+}
+
 /// What changed, in the shape of the event's `data`.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)] // The fields are the contract's `data` fields (DESIGN section 4).
 pub enum EventData<'a> {
+    /// `order.placed`: the whole order.
     Placed {
         items: &'a [OrderLine],
         total_amount: i64,
         currency: &'a str,
         shipping_address: Option<&'a ShippingAddress>,
     },
-    Confirmed {
-        payment_id: Option<&'a str>,
-    },
+    /// `order.confirmed`: the payment.
+    Confirmed { payment_id: Option<&'a str> },
+    /// `order.shipped`: the parcel.
     Shipped {
         carrier: &'a str,
         tracking_number: &'a str,
     },
-    Delivered {
-        delivered_at: DateTime<Utc>,
-    },
+    /// `order.delivered`.
+    Delivered { delivered_at: DateTime<Utc> },
+    /// `order.cancelled`: what to release.
     Cancelled {
         reason: Option<&'a str>,
         previous_status: OrderStatus,
@@ -133,6 +161,16 @@ pub enum EventData<'a> {
 }
 
 impl EventData<'_> {
+    /// The event that happened at `at` with this data.
+    pub fn at(&self, at: DateTime<Utc>) -> Event {
+        Event {
+            event_type: self.event_type(),
+            occurred_at: at,
+            data: self.to_json(),
+        }
+    }
+
+    /// The type of event this data belongs to.
     pub fn event_type(&self) -> EventType {
         match self {
             EventData::Placed { .. } => EventType::Placed,
@@ -177,56 +215,57 @@ impl EventData<'_> {
     }
 }
 
-/// Builds the outbox row announcing `data` for `order` at `order.version`.
+/// Builds the outbox row announcing `event` for `order` at `order.version`.
 pub fn outbox_event(
     order: &Order,
-    data: &EventData<'_>,
-    occurred_at: DateTime<Utc>,
-    traceparent: Option<&str>,
+    event: &Event,
+    traceparent: Option<&TraceParent>,
     shards: u32,
-) -> OutboxEvent {
-    let event_type = data.event_type();
+) -> Result<OutboxEvent, serde_json::Error> {
+    let event_type = event.event_type;
     let event_id = Uuid::now_v7();
     let envelope = Envelope {
         event_id,
         event_type: event_type.as_str(),
-        occurred_at: rfc3339(occurred_at),
+        occurred_at: rfc3339(event.occurred_at),
         order_id: order.id,
         user_id: &order.user_id,
         version: order.version,
-        data: data.to_json(),
+        data: &event.data,
     };
-    OutboxEvent {
+    Ok(OutboxEvent {
         event_id,
         order_id: order.id,
         version: order.version,
         event_type,
         topic: event_type.as_str(),
-        payload: serde_json::to_value(envelope).unwrap_or(Value::Null),
+        payload: serde_json::to_value(envelope)?,
         headers: trace_headers(traceparent),
         shard: shard_of(order.id, shards),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::money::Currency;
+    use crate::domain::values::Quantity;
     use chrono::TimeZone;
 
     fn order() -> Order {
         let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         Order {
-            id: Uuid::parse_str("0190a6f0-0000-7000-8000-000000000001").unwrap(),
-            user_id: "alice".into(),
+            id: "0190a6f0-0000-7000-8000-000000000001".parse().unwrap(),
+            user_id: UserId::new("alice"),
             status: OrderStatus::Pending,
             items: vec![OrderLine {
                 product_id: "sku-1".into(),
-                quantity: 2,
+                quantity: Quantity::new(2).unwrap(),
                 unit_price: 1999,
                 line_total: 3998,
             }],
             total_amount: 3998,
-            currency: "USD".into(),
+            currency: Currency::parse("USD").unwrap(),
             version: 1,
             shipping_address: None,
             carrier: None,
@@ -246,10 +285,11 @@ mod tests {
         let data = EventData::Placed {
             items: &order.items,
             total_amount: order.total_amount,
-            currency: &order.currency,
+            currency: order.currency.as_str(),
             shipping_address: None,
         };
-        let event = outbox_event(&order, &data, order.created_at, Some("00-abc-def-01"), 32);
+        let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let event = outbox_event(&order, &data.at(order.created_at), tp.as_ref(), 32).unwrap();
         let v = &event.payload;
         assert_eq!(v["eventId"], json!(event.event_id));
         assert_eq!(v["eventType"], "order.placed");
@@ -260,7 +300,10 @@ mod tests {
         assert_eq!(v["data"]["items"][0]["lineTotal"], 3998);
         assert_eq!(v["data"]["totalAmount"], 3998);
         assert_eq!(event.topic, "order.placed");
-        assert_eq!(event.headers["traceparent"], "00-abc-def-01");
+        assert_eq!(
+            event.headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
         assert!((0..32).contains(&event.shard));
     }
 
@@ -272,7 +315,7 @@ mod tests {
             previous_status: OrderStatus::Confirmed,
             items: &order.items,
         };
-        let event = outbox_event(&order, &data, order.created_at, None, 32);
+        let event = outbox_event(&order, &data.at(order.created_at), None, 32).unwrap();
         assert_eq!(event.payload["data"]["previousStatus"], "CONFIRMED");
         assert_eq!(event.payload["data"]["reason"], "changed my mind");
         assert_eq!(event.payload["data"]["items"][0]["productId"], "sku-1");
@@ -281,11 +324,11 @@ mod tests {
 
     #[test]
     fn shard_is_stable_and_in_range() {
-        let id = Uuid::parse_str("0190a6f0-0000-7000-8000-000000000001").unwrap();
+        let id: OrderId = "0190a6f0-0000-7000-8000-000000000001".parse().unwrap();
         assert_eq!(shard_of(id, 32), shard_of(id, 32));
         let mut seen = std::collections::HashSet::new();
         for _ in 0..2000 {
-            let s = shard_of(Uuid::now_v7(), 32);
+            let s = shard_of(OrderId::generate(), 32);
             assert!((0..32).contains(&s));
             seen.insert(s);
         }

@@ -1,7 +1,7 @@
 //! Outbox queries for figures and operators: backlog gauges, the parked
 //! rows, and re-queueing them (`order-relay outbox parked|replay`).
 
-use super::{CHANNEL, OutboxStats, ParkedRow};
+use super::rows::{CHANNEL, OutboxStats, ParkedRow};
 use crate::StoreError;
 
 /// Backlog, age of the oldest unpublished row, parked rows.

@@ -3,7 +3,8 @@
 //! a row that keeps failing. All through the lease session, so a session
 //! that died or timed out stops this work too.
 
-use super::{OutboxRow, OutboxSession};
+use super::rows::OutboxRow;
+use super::session::OutboxSession;
 use crate::StoreError;
 
 impl OutboxSession {

@@ -12,7 +12,7 @@
 //! the locks at least one idle timeout after that, so a cut relay stops
 //! working its shards before another relay can lease them.
 
-use super::{CHANNEL, MEMBER_CLASS, SHARD_CLASS};
+use super::rows::{CHANNEL, MEMBER_CLASS, SHARD_CLASS};
 use crate::StoreError;
 use crate::db::{DbSettings, pg_config};
 use std::collections::HashSet;

@@ -1,0 +1,176 @@
+//! Turning a request into domain input: the new order (from items or from
+//! the caller's cart, prices checked), the Idempotency-Key, the page cursor
+//! and the text fields of a change.
+
+use crate::problem::ApiError;
+use crate::routes::wire::CreateOrderRequest;
+use crate::upstream::{CartClient, ProductClient};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use order_shared::db::orders::IdempotencyKey;
+use order_shared::domain::{FieldError, ItemInput, NewOrder, NewOrderInput, OrderId};
+use poem::Request;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+const MAX_TEXT: usize = 100;
+const MAX_REASON: usize = 500;
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The caller's bearer token, forwarded to the cart service.
+pub fn bearer_token(req: &Request) -> &str {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(7..))
+        .unwrap_or_default()
+}
+
+/// Turns the request into a validated order (items or cart, then prices).
+pub async fn new_order(
+    products: &ProductClient,
+    carts: &CartClient,
+    bearer: &str,
+    body: CreateOrderRequest,
+) -> Result<NewOrder, ApiError> {
+    let (items, cart_currency) = match (body.items, body.cart_id) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "cartId",
+                "give either items or cartId, not both",
+            )]));
+        }
+        (Some(items), None) => (items.into_iter().map(ItemInput::from).collect(), None),
+        (None, Some(cart_id)) => {
+            let cart = carts.cart(&cart_id, bearer).await?;
+            let items = cart
+                .items
+                .into_iter()
+                .map(|i| ItemInput {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    unit_price: i.unit_price,
+                })
+                .collect();
+            (items, cart.currency)
+        }
+        (None, None) => (Vec::new(), None),
+    };
+    let currency = body.currency.or(cart_currency).unwrap_or_default();
+    let input = NewOrderInput {
+        currency,
+        items,
+        shipping_address: body.shipping_address.unwrap_or_default().into(),
+    };
+    let order = NewOrder::parse(input.clone()).map_err(ApiError::validation)?;
+    products
+        .check_prices(order.currency.as_str(), &input.items)
+        .await?;
+    Ok(order)
+}
+
+/// Checks the header: 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(key: Option<&str>) -> Result<(), ApiError> {
+    match key {
+        Some(key)
+            if key.is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY
+                || !key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Err(ApiError::validation(vec![FieldError::new(
+                "Idempotency-Key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+            )]))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The key with the hash of the canonical order it stands for.
+pub fn idempotency_key<'a>(
+    key: &'a str,
+    order: &NewOrder,
+    ttl: Duration,
+) -> Result<IdempotencyKey<'a>, ApiError> {
+    let canonical = serde_json::to_vec(order).map_err(|e| ApiError::internal_from(&e))?;
+    let ttl = chrono::Duration::from_std(ttl).map_err(|e| ApiError::internal_from(&e))?;
+    Ok(IdempotencyKey {
+        key,
+        request_hash: Sha256::digest(&canonical).into(),
+        expires_at: chrono::Utc::now() + ttl,
+    })
+}
+
+/// The cursor of the page after `id`.
+pub fn encode_cursor(id: OrderId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_uuid().as_bytes())
+}
+
+/// The order id a cursor stands for.
+pub fn decode_cursor(cursor: &str) -> Result<OrderId, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| uuid::Uuid::from_slice(&bytes).ok())
+        .map(OrderId::from)
+        .ok_or_else(|| {
+            ApiError::validation(vec![FieldError::new(
+                "cursor",
+                "is not a cursor returned by this API",
+            )])
+        })
+}
+
+/// A required text field of 1 to 100 characters, trimmed.
+pub fn text_field(name: &str, value: &str, errors: &mut Vec<FieldError>) -> String {
+    let value = value.trim();
+    let len = value.chars().count();
+    if len == 0 || len > MAX_TEXT {
+        errors.push(FieldError::new(
+            name,
+            format!("is required, 1 to {MAX_TEXT} characters"),
+        ));
+    }
+    value.to_owned()
+}
+
+/// An optional cancellation reason: trimmed, empty is none, at most 500
+/// characters.
+pub fn cancel_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "reason",
+            format!("must be at most {MAX_REASON} characters"),
+        )]));
+    }
+    Ok(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let id = OrderId::generate();
+        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        assert!(decode_cursor("not a cursor").is_err());
+        assert!(decode_cursor("AAAA").is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert!(check_idempotency_key(None).is_ok());
+        assert!(check_idempotency_key(Some("k-1")).is_ok());
+        for bad in ["", "with space", "é"] {
+            assert!(check_idempotency_key(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(check_idempotency_key(Some(&"k".repeat(256))).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! Orders, their items, history and outbox rows: reads in [`read`], writes
+//! in [`create`] (a new order) and [`change`] (a status change). Every write
+//! that changes an order also writes its outbox row, in the same statement
+//! or transaction. What changes, and why, is decided in `crate::domain`.
+
+pub mod change;
+pub mod create;
+pub mod read;
+
+pub use crate::db::Emit;
+pub use change::{TransitionOutcome, lock_order, transition_order, write_changed, write_history};
+pub use create::{CreateOrder, Created, IdempotencyKey, create_order};
+pub use read::{OrderQuery, OrderSlice, get_order, list_orders, order_history};

@@ -1,0 +1,161 @@
+//! Reading orders: one order, a page of them, an order's history. The
+//! owner check of every read is one SQL condition, [`OWNED_BY`].
+
+use crate::StoreError;
+use crate::db::GenericClient;
+use crate::domain::money::Currency;
+use crate::domain::status::UnknownStatus;
+use crate::domain::{HistoryEntry, Order, OrderId, OrderLine, OrderStatus, UserId};
+use tokio_postgres::Row;
+
+/// The columns every order read returns, items folded into one JSON array so
+/// that an order (or a page of them) is one round trip.
+pub(super) const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.currency, o.total_amount, o.version, \
+    o.shipping_address, o.carrier, o.tracking_number, o.cancellation_reason, o.payment_id, \
+    o.inventory_reserved_at, o.reservation_id, o.created_at, o.updated_at, \
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('productId', i.product_id, \
+        'quantity', i.quantity, 'unitPrice', i.unit_price, 'lineTotal', i.line_total) \
+        ORDER BY i.line_no), '[]'::jsonb) FROM order_items i WHERE i.order_id = o.id) AS items";
+
+/// The one owner check of every read: `$2` is the user who must own the
+/// order, or NULL for an admin. Someone else's order reads as not found.
+pub(super) const OWNED_BY: &str = "($2::text IS NULL OR o.user_id = $2)";
+
+fn parse_status(text: String) -> Result<OrderStatus, StoreError> {
+    text.parse()
+        .map_err(|e: UnknownStatus| StoreError::Corrupt(e.to_string()))
+}
+
+pub(super) fn order_from_row(row: &Row) -> Result<Order, StoreError> {
+    let items: serde_json::Value = row.try_get("items")?;
+    let address: Option<serde_json::Value> = row.try_get("shipping_address")?;
+    let currency: String = row.try_get("currency")?;
+    Ok(Order {
+        id: OrderId::from(row.try_get::<_, uuid::Uuid>("id")?),
+        user_id: UserId::new(row.try_get::<_, String>("user_id")?),
+        status: parse_status(row.try_get("status")?)?,
+        items: serde_json::from_value::<Vec<OrderLine>>(items)?,
+        total_amount: row.try_get("total_amount")?,
+        currency: Currency::parse(&currency)
+            .map_err(|e| StoreError::Corrupt(format!("currency {currency:?}: {e}")))?,
+        version: row.try_get("version")?,
+        shipping_address: address.map(serde_json::from_value).transpose()?,
+        carrier: row.try_get("carrier")?,
+        tracking_number: row.try_get("tracking_number")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
+        payment_id: row.try_get("payment_id")?,
+        inventory_reserved_at: row.try_get("inventory_reserved_at")?,
+        reservation_id: row.try_get("reservation_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// One order with its items; `owner` set: only if it is theirs.
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+pub async fn get_order(
+    client: &impl GenericClient,
+    id: OrderId,
+    owner: Option<&UserId>,
+) -> Result<Order, StoreError> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = $1 AND {OWNED_BY}");
+    let stmt = client.prepare_cached(&sql).await?;
+    let row = client
+        .query_opt(&stmt, &[id.as_uuid(), &owner.map(UserId::as_str)])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    order_from_row(&row)
+}
+
+/// Filters and position of a page of orders, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct OrderQuery<'a> {
+    /// Only this user's orders.
+    pub user_id: Option<&'a UserId>,
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+    /// Only orders older than this id (the last id of the previous page).
+    pub before: Option<OrderId>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// Some orders, newest first, and the id to continue after (if any).
+#[derive(Debug, Clone)]
+pub struct OrderSlice {
+    /// At most `limit` orders.
+    pub orders: Vec<Order>,
+    /// Set when more orders follow: pass it as `before`.
+    pub next_before: Option<OrderId>,
+}
+
+/// Lists orders newest first (ids are UUIDv7, so id order is time order).
+#[tracing::instrument(skip_all)]
+pub async fn list_orders(
+    client: &impl GenericClient,
+    query: &OrderQuery<'_>,
+) -> Result<OrderSlice, StoreError> {
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM orders o \
+         WHERE ($1::text IS NULL OR o.status = $1) AND {OWNED_BY} \
+           AND ($3::uuid IS NULL OR o.id < $3) \
+         ORDER BY o.id DESC LIMIT $4"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let status = query.status.map(OrderStatus::as_str);
+    let user = query.user_id.map(UserId::as_str);
+    let before = query.before.map(uuid::Uuid::from);
+    let rows = client
+        .query(&stmt, &[&status, &user, &before, &(query.limit + 1)])
+        .await?;
+    let mut orders = rows
+        .iter()
+        .map(order_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = orders.len() as i64 > query.limit;
+    orders.truncate(query.limit.max(0) as usize);
+    let next_before = if more {
+        orders.last().map(|o| o.id)
+    } else {
+        None
+    };
+    Ok(OrderSlice {
+        orders,
+        next_before,
+    })
+}
+
+/// The order's status changes, oldest first; `owner` set: only if it is
+/// theirs. Every order has at least its placement row, so none means not found.
+pub async fn order_history(
+    client: &impl GenericClient,
+    order_id: OrderId,
+    owner: Option<&UserId>,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let sql = format!(
+        "SELECT h.from_status, h.to_status, h.reason, h.actor, h.created_at \
+         FROM order_status_history h JOIN orders o ON o.id = h.order_id \
+         WHERE h.order_id = $1 AND {OWNED_BY} ORDER BY h.id"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client
+        .query(&stmt, &[order_id.as_uuid(), &owner.map(UserId::as_str)])
+        .await?;
+    if rows.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    rows.iter()
+        .map(|row| {
+            Ok(HistoryEntry {
+                from_status: row
+                    .try_get::<_, Option<String>>(0)?
+                    .map(parse_status)
+                    .transpose()?,
+                to_status: parse_status(row.try_get(1)?)?,
+                reason: row.try_get(2)?,
+                actor: row.try_get(3)?,
+                at: row.try_get(4)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,329 @@
+//! A new order: the input as the client sent it, and the rules that turn it
+//! into a valid order (parse, don't validate).
+
+use super::money::{self, Currency, MAX_UNIT_PRICE};
+use super::order::{OrderLine, ShippingAddress};
+use super::values::Quantity;
+use serde::Serialize;
+
+pub use super::values::MAX_QUANTITY;
+
+/// Most lines one order may hold.
+pub const MAX_ITEMS: usize = 100;
+/// Longest product id, in characters.
+pub const MAX_PRODUCT_ID_CHARS: usize = 64;
+const MAX_ADDRESS_FIELD_CHARS: usize = 200;
+
+/// One invalid field of a request, named by its JSON path (`items[2].quantity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The JSON path of the field, e.g. `items[2].quantity`.
+    pub field: String,
+    /// What is wrong with it, for a human.
+    pub message: String,
+}
+
+impl FieldError {
+    /// An error for `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A line of a create request, as the client sent it (numbers still unchecked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemInput {
+    /// The product's id in the product service.
+    pub product_id: String,
+    /// Units ordered.
+    pub quantity: i64,
+    /// Price of one unit in minor units.
+    pub unit_price: i64,
+}
+
+/// A shipping address as the client sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressInput {
+    /// The addressee.
+    pub name: String,
+    /// Street and number.
+    pub line1: String,
+    /// Anything else (flat, floor).
+    pub line2: Option<String>,
+    /// City or town.
+    pub city: String,
+    /// State or region, where the country has them.
+    pub state: Option<String>,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 code.
+    pub country: String,
+}
+
+/// A create request as the client sent it, before the business rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrderInput {
+    /// ISO 4217 code as sent.
+    pub currency: String,
+    /// The lines as sent.
+    pub items: Vec<ItemInput>,
+    /// The address as sent.
+    pub shipping_address: AddressInput,
+}
+
+/// A new order that satisfies every rule: 1..=100 distinct products,
+/// quantities 1..=10000, prices 0..=10^9 minor units, a total that fits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOrder {
+    /// The currency of every price.
+    pub currency: Currency,
+    /// The lines, each product once.
+    pub lines: Vec<OrderLine>,
+    /// The sum of the line totals.
+    pub total_amount: i64,
+    /// Where the order goes.
+    pub shipping_address: ShippingAddress,
+}
+
+impl NewOrder {
+    /// Applies the business rules and reports every invalid field at once.
+    ///
+    /// Duplicate product ids are refused rather than merged: two lines of one
+    /// product with different prices have no obvious meaning, and the client
+    /// can merge its own cart.
+    pub fn parse(input: NewOrderInput) -> Result<NewOrder, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let currency = Currency::parse(&input.currency)
+            .map_err(|msg| errors.push(FieldError::new("currency", msg)))
+            .ok();
+
+        if input.items.is_empty() || input.items.len() > MAX_ITEMS {
+            errors.push(FieldError::new(
+                "items",
+                format!("must hold between 1 and {MAX_ITEMS} items"),
+            ));
+        }
+        let mut lines = Vec::with_capacity(input.items.len());
+        for (i, item) in input.items.iter().enumerate() {
+            if let Some(line) = parse_line(i, item, &input.items[..i], &mut errors) {
+                lines.push(line);
+            }
+        }
+        let shipping_address = parse_address(&input.shipping_address, &mut errors);
+        let total_amount = money::order_total(lines.iter().map(|l| l.line_total));
+        if total_amount.is_none() {
+            errors.push(FieldError::new("items", "order total is too large"));
+        }
+
+        match (currency, total_amount) {
+            (Some(currency), Some(total_amount)) if errors.is_empty() => Ok(NewOrder {
+                currency,
+                lines,
+                total_amount,
+                shipping_address,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn parse_line(
+    i: usize,
+    item: &ItemInput,
+    earlier: &[ItemInput],
+    errors: &mut Vec<FieldError>,
+) -> Option<OrderLine> {
+    let before = errors.len();
+    let field = |name: &str| format!("items[{i}].{name}");
+    let chars = item.product_id.chars().count();
+    if chars == 0 || chars > MAX_PRODUCT_ID_CHARS || item.product_id.trim() != item.product_id {
+        errors.push(FieldError::new(
+            field("productId"),
+            format!("must be 1 to {MAX_PRODUCT_ID_CHARS} characters without surrounding spaces"),
+        ));
+    } else if earlier.iter().any(|e| e.product_id == item.product_id) {
+        errors.push(FieldError::new(
+            field("productId"),
+            "appears more than once; send one line per product",
+        ));
+    }
+    let quantity = Quantity::new(item.quantity)
+        .map_err(|e| errors.push(FieldError::new(field("quantity"), e.to_string())))
+        .ok();
+    if !(0..=MAX_UNIT_PRICE).contains(&item.unit_price) {
+        errors.push(FieldError::new(
+            field("unitPrice"),
+            format!("must be between 0 and {MAX_UNIT_PRICE} minor units"),
+        ));
+    }
+    let quantity = quantity.filter(|_| errors.len() == before)?;
+    Some(OrderLine {
+        product_id: item.product_id.clone(),
+        quantity,
+        unit_price: item.unit_price,
+        line_total: money::line_total(item.unit_price, quantity.get())?,
+    })
+}
+
+fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> ShippingAddress {
+    let mut required = |name: &str, value: &str| {
+        let len = value.trim().chars().count();
+        if len == 0 || len > MAX_ADDRESS_FIELD_CHARS {
+            errors.push(FieldError::new(
+                format!("shippingAddress.{name}"),
+                format!("is required, at most {MAX_ADDRESS_FIELD_CHARS} characters"),
+            ));
+        }
+        value.trim().to_owned()
+    };
+    let name = required("name", &input.name);
+    let line1 = required("line1", &input.line1);
+    let city = required("city", &input.city);
+    let postal_code = required("postalCode", &input.postal_code);
+    let country = input.country.trim().to_owned();
+    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+        errors.push(FieldError::new(
+            "shippingAddress.country",
+            "must be a two-letter ISO 3166-1 code in upper case, e.g. US",
+        ));
+    }
+    let mut optional = |name: &str, value: &Option<String>| {
+        let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+        if value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
+            errors.push(FieldError::new(
+                format!("shippingAddress.{name}"),
+                format!("must be at most {MAX_ADDRESS_FIELD_CHARS} characters"),
+            ));
+        }
+        Some(value.to_owned())
+    };
+    ShippingAddress {
+        line2: optional("line2", &input.line2),
+        state: optional("state", &input.state),
+        name,
+        line1,
+        city,
+        postal_code,
+        country,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> AddressInput {
+        AddressInput {
+            name: "Ada Lovelace".into(),
+            line1: "1 Main St".into(),
+            city: "London".into(),
+            postal_code: "N1".into(),
+            country: "GB".into(),
+            ..AddressInput::default()
+        }
+    }
+
+    fn item(id: &str, quantity: i64, unit_price: i64) -> ItemInput {
+        ItemInput {
+            product_id: id.into(),
+            quantity,
+            unit_price,
+        }
+    }
+
+    fn input(items: Vec<ItemInput>) -> NewOrderInput {
+        NewOrderInput {
+            currency: "USD".into(),
+            items,
+            shipping_address: address(),
+        }
+    }
+
+    fn fields(errors: Vec<FieldError>) -> Vec<String> {
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn computes_line_and_order_totals() {
+        let order = NewOrder::parse(input(vec![item("sku-1", 2, 1999), item("sku-2", 1, 500)]))
+            .expect("valid order");
+        assert_eq!(order.lines[0].line_total, 3998);
+        assert_eq!(order.lines[0].quantity.get(), 2);
+        assert_eq!(order.total_amount, 4498);
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let order = NewOrder::parse(input(vec![
+            item(&"x".repeat(64), 10_000, MAX_UNIT_PRICE),
+            item("free", 1, 0),
+        ]))
+        .expect("limits are allowed");
+        assert_eq!(order.total_amount, 10_000 * MAX_UNIT_PRICE);
+    }
+
+    #[test]
+    fn reports_every_bad_field() {
+        let mut bad = input(vec![
+            item("", 0, -1),
+            item(&"x".repeat(65), 10_001, MAX_UNIT_PRICE + 1),
+        ]);
+        bad.currency = "usd".into();
+        bad.shipping_address.country = "Germany".into();
+        let errors = fields(NewOrder::parse(bad).unwrap_err());
+        assert_eq!(
+            errors,
+            vec![
+                "currency",
+                "items[0].productId",
+                "items[0].quantity",
+                "items[0].unitPrice",
+                "items[1].productId",
+                "items[1].quantity",
+                "items[1].unitPrice",
+                "shippingAddress.country",
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_empty_too_many_and_duplicate_items() {
+        assert_eq!(
+            fields(NewOrder::parse(input(vec![])).unwrap_err()),
+            vec!["items"]
+        );
+        let many = (0..=MAX_ITEMS)
+            .map(|i| item(&format!("p{i}"), 1, 1))
+            .collect();
+        assert_eq!(
+            fields(NewOrder::parse(input(many)).unwrap_err()),
+            vec!["items"]
+        );
+        let dup = vec![item("a", 1, 1), item("a", 2, 1)];
+        assert_eq!(
+            fields(NewOrder::parse(input(dup)).unwrap_err()),
+            vec!["items[1].productId"]
+        );
+    }
+
+    #[test]
+    fn address_needs_its_required_fields() {
+        let mut bad = input(vec![item("a", 1, 1)]);
+        bad.shipping_address = AddressInput::default();
+        let errors = fields(NewOrder::parse(bad).unwrap_err());
+        assert_eq!(
+            errors,
+            vec![
+                "shippingAddress.name",
+                "shippingAddress.line1",
+                "shippingAddress.city",
+                "shippingAddress.postalCode",
+                "shippingAddress.country",
+            ]
+        );
+    }
+}
