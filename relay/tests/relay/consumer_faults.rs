@@ -17,7 +17,7 @@ const PARTITIONS: i32 = 6;
 /// Environment for consumer tests: six partitions per topic. The session
 /// timeout stays at its default (10 s; a killed static member is replaced
 /// after it): with 6 s, Tansu revoked every assignment right after making it.
-fn consumer_env(db: &TestDb, prefix: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
+pub fn consumer_env(db: &TestDb, prefix: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
     let mut env = relay_env(
         db,
         prefix,
@@ -33,7 +33,7 @@ fn consumer_env(db: &TestDb, prefix: &str, extra: &[(&str, &str)]) -> HashMap<St
     env
 }
 
-async fn confirmed_count(db: &TestDb, ids: &[Uuid]) -> usize {
+pub async fn confirmed_count(db: &TestDb, ids: &[Uuid]) -> usize {
     let rows = db
         .connect()
         .await
@@ -46,7 +46,7 @@ async fn confirmed_count(db: &TestDb, ids: &[Uuid]) -> usize {
     rows[0].get::<_, i64>(0) as usize
 }
 
-async fn wait_all_confirmed(db: &TestDb, ids: &[Uuid]) {
+pub async fn wait_all_confirmed(db: &TestDb, ids: &[Uuid]) {
     eventually(
         &format!("all {} orders confirmed", ids.len()),
         Duration::from_secs(90),
@@ -56,7 +56,7 @@ async fn wait_all_confirmed(db: &TestDb, ids: &[Uuid]) {
 }
 
 /// Each order confirmed exactly once: one CONFIRMED history row, version 2.
-async fn assert_confirmed_once(db: &TestDb, ids: &[Uuid]) {
+pub async fn assert_confirmed_once(db: &TestDb, ids: &[Uuid]) {
     let client = db.connect().await;
     let rows = client
         .query(
@@ -74,7 +74,7 @@ async fn assert_confirmed_once(db: &TestDb, ids: &[Uuid]) {
     }
 }
 
-async fn place_many(db: &TestDb, n: usize) -> Vec<Uuid> {
+pub async fn place_many(db: &TestDb, n: usize) -> Vec<Uuid> {
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         ids.push(place(db).await);
@@ -83,7 +83,7 @@ async fn place_many(db: &TestDb, n: usize) -> Vec<Uuid> {
 }
 
 /// The group's committed offsets for `topic`, by partition.
-fn committed(group: &str, topic: &str) -> HashMap<i32, i64> {
+pub fn committed(group: &str, topic: &str) -> HashMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
@@ -106,22 +106,7 @@ fn committed(group: &str, topic: &str) -> HashMap<i32, i64> {
         .collect()
 }
 
-/// Places 13 orders and locks the first one's row in an open transaction
-/// (roll the returned session back to release it).
-async fn one_locked_and_twelve_free(db: &TestDb) -> (Uuid, Vec<Uuid>, tokio_postgres::Client) {
-    let locked = place(db).await;
-    let others = place_many(db, 12).await;
-    let holder = db.connect().await;
-    holder
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM orders WHERE id = '{locked}' FOR UPDATE"
-        ))
-        .await
-        .unwrap();
-    (locked, others, holder)
-}
-
-async fn duplicates(port: u16, topic: &str) -> f64 {
+pub async fn duplicates(port: u16, topic: &str) -> f64 {
     let text = metrics_text(port).await;
     sample(
         &text,
@@ -308,121 +293,4 @@ async fn deadlock_and_read_only_errors_are_retried_not_dead_lettered() {
     assert!(dead.is_empty(), "nothing dead-lettered: {dead:#?}");
     assert_confirmed_once(&db, &[id]).await;
     relay.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_order_holds_back_only_its_partition() {
-    let db = fresh_database().await;
-    let prefix = unique_prefix();
-    let relay = spawn_relay(consumer_env(
-        &db,
-        &prefix,
-        &[
-            ("DATABASE_STATEMENT_TIMEOUT_MS", "500"),
-            ("CONSUMER_STUCK_SECS", "2"),
-        ],
-    ))
-    .await;
-    let events = EventProducer::new(&brokers());
-    let (locked, others, holder) = one_locked_and_twelve_free(&db).await;
-
-    // More events behind the locked order than any queue holds.
-    let topic = format!("{prefix}payment.authorized");
-    let (stuck_partition, _) = events.pay(&prefix, locked).await;
-    for _ in 0..300 {
-        events
-            .send(&topic, &locked.to_string(), &event(locked, ""), &[])
-            .await;
-    }
-    let mut elsewhere = Vec::new();
-    for id in &others {
-        let (p, _) = events.pay(&prefix, *id).await;
-        if p != stuck_partition {
-            elsewhere.push(*id);
-        }
-    }
-    assert!(
-        !elsewhere.is_empty(),
-        "some orders land on other partitions"
-    );
-
-    wait_all_confirmed(&db, &elsewhere).await;
-    assert_eq!(status(&db, locked).await.0, "PENDING");
-    wait_not_ready_naming(relay.port, &format!("{topic}[{stuck_partition}]")).await;
-
-    holder.batch_execute("ROLLBACK").await.unwrap();
-    wait_all_confirmed(&db, &others).await;
-    wait_status(&db, locked, "CONFIRMED").await;
-    eventually(
-        "all 301 locked-order events settled",
-        Duration::from_secs(60),
-        || async {
-            count(&db, "SELECT count(*) FROM processed_events").await == 301 + others.len() as i64
-        },
-    )
-    .await;
-    let text = metrics_text(relay.port).await;
-    let timeouts = sample(
-        &text,
-        &format!("consumer_retries_total{{topic=\"{topic}\",reason=\"statement_timeout\"}}"),
-    );
-    assert!(timeouts >= 1.0, "{text}");
-    relay.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebalance_does_not_wait_for_a_stuck_event_nor_apply_it_twice() {
-    let db = fresh_database().await;
-    let prefix = unique_prefix();
-    let env = consumer_env(
-        &db,
-        &prefix,
-        &[
-            // Longer than the revocation bound: the event in hand is
-            // usually mid-statement when the partition is revoked.
-            ("DATABASE_STATEMENT_TIMEOUT_MS", "3000"),
-            ("CONSUMER_REVOKE_TIMEOUT_MS", "300"),
-        ],
-    );
-    let first = spawn_relay(env.clone()).await;
-    let events = EventProducer::new(&brokers());
-    let (locked, others, holder) = one_locked_and_twelve_free(&db).await;
-    events.pay(&prefix, locked).await;
-    for id in &others {
-        events.pay(&prefix, *id).await;
-    }
-    let topic = format!("{prefix}payment.authorized");
-    let timeouts =
-        format!("consumer_retries_total{{topic=\"{topic}\",reason=\"statement_timeout\"}}");
-    eventually(
-        "the first relay retries the locked order",
-        Duration::from_secs(60),
-        || async { sample(&metrics_text(first.port).await, &timeouts) >= 1.0 },
-    )
-    .await;
-
-    // A second member joins while the first holds an event it cannot
-    // finish: the revocation gives up on it after the bound.
-    // (In-process relays share one metrics registry: the counter sums both.)
-    let assigns = "consumer_rebalances_total{kind=\"assign\"}";
-    assert_eq!(sample(&metrics_text(first.port).await, assigns), 1.0);
-    let second = spawn_relay(env).await;
-    eventually(
-        "the group is assigned again",
-        Duration::from_secs(60),
-        || async { sample(&metrics_text(second.port).await, assigns) >= 2.0 },
-    )
-    .await;
-    holder.batch_execute("ROLLBACK").await.unwrap();
-
-    let mut all = others.clone();
-    all.push(locked);
-    wait_all_confirmed(&db, &all).await;
-    second.stop().await;
-    first.stop().await;
-    assert_confirmed_once(&db, &all).await;
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM processed_events").await,
-        13
-    );
 }

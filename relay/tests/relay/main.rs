@@ -3,7 +3,9 @@
 
 mod batches;
 mod consume;
+mod consume_records;
 mod consumer_faults;
+mod consumer_locks;
 mod dead_letters;
 mod helpers;
 mod inbound;

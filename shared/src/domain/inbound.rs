@@ -130,7 +130,7 @@ mod tests {
         let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         Order {
             id: OrderId::generate(),
-            user_id: crate::domain::UserId::new("alice"),
+            user_id: crate::domain::values::UserId::new("alice"),
             status,
             items: vec![],
             total_amount: 0,
