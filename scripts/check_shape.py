@@ -104,7 +104,7 @@ def references_in(text: str, here: tuple, modules: set) -> set:
     return found
 
 
-def check_crate(crate: Path) -> list:
+def check_crate(crate: Path, root: Path) -> list:
     src = crate / "src"
     files = {module_path(src, f): f for f in src.rglob("*.rs")}
     graph = {}
@@ -149,22 +149,54 @@ def check_crate(crate: Path) -> list:
             visit(v)
     errors = []
     for comp in comps:
-        names = sorted(str(files[m].relative_to(ROOT)) for m in comp)
+        names = sorted(str(files[m].relative_to(root)) for m in comp)
         errors.append(f"module cycle in {crate.name}: " + " <-> ".join(names))
     return errors
 
 
-def main() -> int:
+def offences(root: Path, crates: list) -> list:
     errors = []
-    for crate in CRATES:
-        for file in sorted((ROOT / crate).rglob("*.rs")):
+    for crate in crates:
+        for file in sorted((root / crate).rglob("*.rs")):
             if "target" in file.parts:
                 continue
             lines = file.read_text().count("\n")
             if lines > MAX_LINES:
-                rel = file.relative_to(ROOT)
+                rel = file.relative_to(root)
                 errors.append(f"{rel}: {lines} lines (limit {MAX_LINES})")
-        errors.extend(check_crate(ROOT / crate))
+        errors.extend(check_crate(root / crate, root))
+    return errors
+
+
+def self_test() -> None:
+    """The checker must see a cycle through a parent's re-export, a cycle
+    between siblings, and a long file, and pass a clean crate."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "demo" / "src"
+        (src / "db").mkdir(parents=True)
+        (src / "lib.rs").write_text("pub mod a;\npub mod b;\npub mod db;\n")
+        (src / "a.rs").write_text("use crate::b::x;\npub fn y() {}\n")
+        (src / "b.rs").write_text("pub fn x() { super::a::y() }\n")
+        (src / "db" / "mod.rs").write_text("pub mod q;\npub use q::run;\npub struct C;\n")
+        (src / "db" / "q.rs").write_text("use super::C;\npub fn run(_: C) {}\n")
+        (src / "long.rs").write_text("//\n" * (MAX_LINES + 1))
+        found = "\n".join(offences(Path(tmp), ["demo"]))
+        assert "demo/src/a.rs <-> demo/src/b.rs" in found, found
+        assert "demo/src/db/mod.rs <-> demo/src/db/q.rs" in found, found
+        assert "demo/src/long.rs: 401 lines" in found, found
+        (src / "b.rs").write_text("pub fn x() {}\n")
+        (src / "db" / "mod.rs").write_text("pub mod q;\npub mod c;\npub use q::run;\n")
+        (src / "db" / "q.rs").write_text("use super::c::C;\npub fn run(_: C) {}\n")
+        (src / "db" / "c.rs").write_text("pub struct C;\n#[cfg(test)]\nmod tests {\n    use super::*;\n}\n")
+        (src / "long.rs").write_text("//\n")
+        assert offences(Path(tmp), ["demo"]) == [], offences(Path(tmp), ["demo"])
+
+
+def main() -> int:
+    self_test()
+    errors = offences(ROOT, CRATES)
     for e in errors:
         print(e)
     if not errors:

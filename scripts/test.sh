@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real services: starts PostgreSQL and the
-# Kafka-API broker (installing Tansu once if missing), checks formatting and
-# lints, runs the deployment checks (scripts/check-deploy.sh) and the run
+# Kafka-API broker (installing Tansu once if missing), checks formatting,
+# lints and the code's shape (scripts/check_shape.py), runs the deployment checks (scripts/check-deploy.sh) and the run
 # script's checks (scripts/check-run.sh), every test with cargo-nextest, and
 # last the quick fault suite (scripts/chaos.sh --quick, which restarts the
 # PostgreSQL the tests share). Non-zero on any failure.
@@ -23,6 +23,8 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 status=0
+log "Code shape (no file over 400 lines, no module cycle: scripts/check_shape.py)"
+python3 "$ROOT/scripts/check_shape.py" || status=$?
 log "Deployment checks (compose, chart, alerts, a real Prometheus scrape)"
 "$ROOT/scripts/check-deploy.sh" || status=$?
 log "run.sh checks (broker pid file, piped output, stop/status, token command)"
