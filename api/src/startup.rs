@@ -80,7 +80,7 @@ impl Application {
                     "authorization",
                     "content-type",
                     "idempotency-key",
-                    "traceparent",
+                    order_shared::trace::TRACEPARENT,
                 ])
                 .expose_headers(["location", "idempotent-replayed"])
                 .max_age(600);

@@ -5,6 +5,7 @@
 use crate::config::KafkaSettings;
 use order_shared::db::outbox::OutboxRow;
 use order_shared::domain::events::{EVENT_SOURCE, rfc3339};
+use order_shared::trace::TRACEPARENT;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -204,8 +205,8 @@ pub fn record_headers(row: &OutboxRow) -> OwnedHeaders {
         .insert(header("ce_subject", &subject))
         .insert(header("ce_time", &time))
         .insert(header("content-type", "application/json"));
-    if let Some(tp) = row.headers.get("traceparent").and_then(|v| v.as_str()) {
-        headers = headers.insert(header("traceparent", tp));
+    if let Some(tp) = row.headers.get(TRACEPARENT).and_then(|v| v.as_str()) {
+        headers = headers.insert(header(TRACEPARENT, tp));
     }
     headers
 }

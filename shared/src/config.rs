@@ -11,11 +11,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {var}: {message}")]
 pub struct ConfigError {
+    /// The variable, e.g. `OUTBOX_SHARDS`.
     pub var: String,
+    /// What is wrong with its value.
     pub message: String,
 }
 
 impl ConfigError {
+    /// An error about `var`.
     pub fn new(var: &str, message: impl Into<String>) -> Self {
         ConfigError {
             var: var.to_owned(),
@@ -26,6 +29,7 @@ impl ConfigError {
 
 /// A source of variables: the process environment, or a map in tests.
 pub trait Env {
+    /// The value of `name`, if set.
     fn get(&self, name: &str) -> Option<String>;
 }
 
@@ -137,23 +141,30 @@ pub fn secs(
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// One JSON object per line (production).
     Json,
+    /// Human-readable lines (development).
     Text,
 }
 
 /// Settings both binaries share.
 #[derive(Debug, Clone)]
 pub struct CommonSettings {
+    /// The database and its pool.
     pub db: DbSettings,
+    /// `OUTBOX_SHARDS`: shards of the outbox; the same in every replica.
     pub outbox_shards: u32,
+    /// `LOG_FORMAT`.
     pub log_format: LogFormat,
     /// How long a SIGTERM'd process may take to drain before it gives up.
     pub shutdown_timeout: Duration,
 }
 
+/// `DATABASE_URL` when unset: the local development database.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://orders:orders@127.0.0.1:5432/orders";
 
 impl CommonSettings {
+    /// Reads and checks every shared variable.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let url = Secret::new(
             optional(env, "DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),

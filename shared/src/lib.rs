@@ -1,6 +1,8 @@
 //! Shared core of the order service: domain rules, SQL, configuration,
 //! telemetry and shutdown, used by both `order-api` and `order-relay`.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod db;
 pub mod domain;

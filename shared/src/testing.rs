@@ -33,11 +33,14 @@ pub fn with_database(url: &str, name: &str) -> String {
 /// A migrated database created for one test.
 #[derive(Debug, Clone)]
 pub struct TestDb {
+    /// The database name (`test_...`).
     pub name: String,
+    /// Its connection URL.
     pub url: String,
 }
 
 impl TestDb {
+    /// Pool settings for this database.
     pub fn settings(&self) -> DbSettings {
         DbSettings {
             url: crate::config::Secret::new(self.url.clone()),
@@ -92,6 +95,7 @@ pub async fn fresh_database() -> TestDb {
 /// forwarding them, so only timeouts can notice.
 #[derive(Clone)]
 pub struct TcpProxy {
+    /// Where clients connect.
     pub addr: SocketAddr,
     down: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
@@ -100,6 +104,7 @@ pub struct TcpProxy {
 }
 
 impl TcpProxy {
+    /// A proxy to `target` (`host:port`) on a free port.
     pub async fn start(target: String) -> TcpProxy {
         Self::start_on(0, target).await
     }

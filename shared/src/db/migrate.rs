@@ -6,7 +6,12 @@ use crate::StoreError;
 use crate::config::ConfigError;
 use crate::db::pinned::PinError;
 
-refinery::embed_migrations!("../migrations");
+/// The SQL files of `migrations/`, embedded at build time.
+#[allow(missing_docs)] // The macro generates undocumented items.
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+use embedded::migrations;
 
 /// Advisory lock key that serialises concurrent `migrate` runs.
 const MIGRATION_LOCK: i64 = 0x6f72_6465_725f_6d67; // "order_mg"
@@ -35,6 +40,7 @@ pub enum MigrateError {
     Pinned(#[from] PinError),
 }
 
+/// Applies the pending migrations and returns the names of those applied.
 pub async fn run(settings: &DbSettings) -> Result<Vec<String>, MigrateError> {
     let (mut client, connection) = pg_config(settings)?.connect(tokio_postgres::NoTls).await?;
     let task = tokio::spawn(connection);

@@ -4,7 +4,7 @@
 use super::order::{Order, OrderLine, ShippingAddress};
 use super::status::OrderStatus;
 use super::values::{OrderId, UserId};
-use crate::trace::TraceParent;
+use crate::trace::{TRACEPARENT, TraceParent};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -115,7 +115,7 @@ pub fn shard_of(order_id: OrderId, shards: u32) -> i32 {
 pub fn trace_headers(traceparent: Option<&TraceParent>) -> Value {
     let mut map = Map::new();
     if let Some(tp) = traceparent {
-        map.insert("traceparent".into(), Value::String(tp.as_str().to_owned()));
+        map.insert(TRACEPARENT.into(), Value::String(tp.as_str().to_owned()));
     }
     Value::Object(map)
 }

@@ -22,6 +22,7 @@ impl Currency {
         }
     }
 
+    /// The code, e.g. `USD`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

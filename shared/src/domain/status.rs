@@ -8,10 +8,15 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
+    /// Placed, waiting for payment.
     Pending,
+    /// Paid: to be shipped.
     Confirmed,
+    /// Handed to the carrier.
     Shipped,
+    /// Arrived. Final.
     Delivered,
+    /// Cancelled by the user, an admin or a failed payment. Final.
     Cancelled,
 }
 
@@ -27,6 +32,7 @@ pub enum TransitionCheck {
 }
 
 impl OrderStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [OrderStatus; 5] = [
         OrderStatus::Pending,
         OrderStatus::Confirmed,
@@ -35,6 +41,7 @@ impl OrderStatus {
         OrderStatus::Cancelled,
     ];
 
+    /// The status as stored and sent (`PENDING`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "PENDING",

@@ -13,37 +13,58 @@ pub const CHANNEL: &str = "order_outbox";
 /// One outbox row as the relay publishes it.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
+    /// The row id: the order of publication within a shard.
     pub id: i64,
+    /// The event id (CloudEvents `id`).
     pub event_id: Uuid,
+    /// The order, also the record key.
     pub order_id: Uuid,
+    /// The order version the event announces.
     pub version: i64,
+    /// `order.placed`, ...
     pub event_type: String,
+    /// The topic without the prefix.
     pub topic: String,
     /// The Kafka record value: the JSON envelope as text.
     pub payload: String,
+    /// Extra record headers (`traceparent`).
     pub headers: serde_json::Value,
+    /// When the row was written.
     pub created_at: DateTime<Utc>,
+    /// Failed sends so far.
     pub attempts: i32,
+    /// Parked: held back until replayed.
     pub parked: bool,
 }
 
 /// A parked row, for `order-relay outbox parked`.
 #[derive(Debug, Clone)]
 pub struct ParkedRow {
+    /// The row id.
     pub id: i64,
+    /// The event id.
     pub event_id: Uuid,
+    /// The order.
     pub order_id: Uuid,
+    /// The order version.
     pub version: i64,
+    /// The event type.
     pub event_type: String,
+    /// Failed sends.
     pub attempts: i32,
+    /// The last send error.
     pub last_error: Option<String>,
+    /// When it was parked.
     pub parked_at: DateTime<Utc>,
 }
 
 /// Backlog figures for the gauges.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutboxStats {
+    /// Rows not yet published (parked ones included).
     pub backlog: i64,
+    /// Age of the oldest row, in seconds.
     pub oldest_age_seconds: f64,
+    /// Rows parked.
     pub parked: i64,
 }
