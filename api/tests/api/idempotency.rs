@@ -101,3 +101,50 @@ async fn malformed_keys_are_400() {
     let resp = post_with_key(&app, "alice", &"k".repeat(256), &order_body()).await;
     assert_problem(resp, StatusCode::BAD_REQUEST).await;
 }
+
+#[tokio::test]
+async fn purging_deletes_expired_keys_in_batches_and_keeps_the_rest() {
+    use order_shared::db::purge::{PURGE_BATCH, Purge};
+    use std::time::Duration;
+
+    let app = spawn_app().await;
+    let client = app.db.connect().await;
+    // More expired keys than one batch, a live key and a fresh inbox row.
+    let expired = PURGE_BATCH + 5;
+    client
+        .execute(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, expires_at) \
+             SELECT 'alice', 'old-' || n, '\\x00', gen_random_uuid(), now() - interval '1 s' \
+             FROM generate_series(1, $1::int8) n",
+            &[&expired],
+        )
+        .await
+        .unwrap();
+    post_with_key(&app, "alice", "live", &order_body()).await;
+    client
+        .execute(
+            "INSERT INTO processed_events (scope, event_key, topic, order_id, outcome, processed_at) \
+             VALUES ('s', 'old', 't', gen_random_uuid(), 'applied', now() - interval '2 h'), \
+                    ('s', 'new', 't', gen_random_uuid(), 'applied', now())",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let pool = &order_shared::db::build_pool(&app.db.settings()).unwrap();
+    let purged = Purge::ExpiredIdempotencyKeys.all(pool).await.unwrap();
+    assert_eq!(
+        purged, expired as u64,
+        "every expired key, over two batches"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM idempotency_keys").await, 1);
+    let inbox = Purge::ProcessedEvents {
+        older_than: Duration::from_secs(3600),
+    };
+    assert_eq!(inbox.all(pool).await.unwrap(), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM processed_events WHERE event_key = 'new'")
+            .await,
+        1
+    );
+}

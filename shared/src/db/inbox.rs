@@ -4,7 +4,8 @@
 //! ([`InboundEvent::react`]) with its history and outbox rows; the caller
 //! stores the Kafka offset only after the commit.
 
-use super::orders::change::{lock_order, write_changed, write_history};
+use super::orders::change::{write_changed, write_history};
+use super::orders::read::lock_order;
 use super::{Emit, GenericClient};
 use crate::StoreError;
 use crate::domain::{InboundEvent, OrderStatus, Reaction};

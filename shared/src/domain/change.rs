@@ -242,4 +242,4 @@ impl Order {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -122,29 +122,13 @@ impl InboundEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::money::Currency;
     use OrderStatus::*;
     use chrono::TimeZone;
 
     fn order(status: OrderStatus) -> Order {
-        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         Order {
-            id: OrderId::generate(),
-            user_id: crate::domain::values::UserId::new("alice"),
-            status,
-            items: vec![],
-            total_amount: 0,
-            currency: Currency::parse("USD").unwrap(),
-            version: 2,
-            shipping_address: None,
-            carrier: None,
-            tracking_number: None,
-            cancellation_reason: None,
-            payment_id: None,
-            inventory_reserved_at: None,
             reservation_id: Some("r-0".into()),
-            created_at: at,
-            updated_at: at,
+            ..crate::domain::change::tests::order(status)
         }
     }
 

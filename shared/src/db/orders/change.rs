@@ -1,14 +1,14 @@
 //! Writing a status change: lock the order, let the domain decide
 //! ([`crate::domain::Order::apply`]), write what it returned.
 
-use super::read::{ORDER_COLUMNS, OWNED_BY, order_from_row};
+use super::read::lock_order;
 use crate::StoreError;
 use crate::db::Emit;
 use crate::db::GenericClient;
 use crate::db::outbox::CHANNEL;
 use crate::domain::events::outbox_event;
 use crate::domain::{
-    Changed, DomainError, HistoryEntry, Order, OrderId, OrderStatus, Step, Transition, UserId,
+    Changed, DomainError, HistoryEntry, Order, OrderId, OrderStatus, Step, Transition,
 };
 use chrono::{SubsecRound, Utc};
 
@@ -26,23 +26,6 @@ pub enum TransitionOutcome {
     Unchanged(Order),
     /// The domain refused the change: nothing written.
     Refused(DomainError),
-}
-
-/// Locks the order (`FOR UPDATE`, until the transaction ends) and loads it;
-/// `owner` set: only if it is theirs (else not found).
-pub async fn lock_order(
-    client: &impl GenericClient,
-    order_id: OrderId,
-    owner: Option<&UserId>,
-) -> Result<Order, StoreError> {
-    let sql =
-        format!("SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = $1 AND {OWNED_BY} FOR UPDATE");
-    let stmt = client.prepare_cached(&sql).await?;
-    let row = client
-        .query_opt(&stmt, &[order_id.as_uuid(), &owner.map(UserId::as_str)])
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    order_from_row(&row)
 }
 
 const APPLY_CHANGE: &str = "\

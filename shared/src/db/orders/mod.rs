@@ -8,6 +8,6 @@ pub mod create;
 pub mod read;
 
 pub use crate::db::Emit;
-pub use change::{TransitionOutcome, lock_order, transition_order, write_changed, write_history};
+pub use change::{TransitionOutcome, transition_order, write_changed, write_history};
 pub use create::{CreateOrder, Created, IdempotencyKey, create_order};
-pub use read::{OrderQuery, OrderSlice, get_order, list_orders, order_history};
+pub use read::{OrderQuery, OrderSlice, get_order, list_orders, lock_order, order_history};

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 
 /// The columns every order read returns, items folded into one JSON array so
 /// that an order (or a page of them) is one round trip.
-pub(super) const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.currency, o.total_amount, o.version, \
+const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.currency, o.total_amount, o.version, \
     o.shipping_address, o.carrier, o.tracking_number, o.cancellation_reason, o.payment_id, \
     o.inventory_reserved_at, o.reservation_id, o.created_at, o.updated_at, \
     (SELECT coalesce(jsonb_agg(jsonb_build_object('productId', i.product_id, \
@@ -19,14 +19,14 @@ pub(super) const ORDER_COLUMNS: &str = "o.id, o.user_id, o.status, o.currency, o
 
 /// The one owner check of every read: `$2` is the user who must own the
 /// order, or NULL for an admin. Someone else's order reads as not found.
-pub(super) const OWNED_BY: &str = "($2::text IS NULL OR o.user_id = $2)";
+const OWNED_BY: &str = "($2::text IS NULL OR o.user_id = $2)";
 
 fn parse_status(text: String) -> Result<OrderStatus, StoreError> {
     text.parse()
         .map_err(|e: UnknownStatus| StoreError::Corrupt(e.to_string()))
 }
 
-pub(super) fn order_from_row(row: &Row) -> Result<Order, StoreError> {
+fn order_from_row(row: &Row) -> Result<Order, StoreError> {
     let items: serde_json::Value = row.try_get("items")?;
     let address: Option<serde_json::Value> = row.try_get("shipping_address")?;
     let currency: String = row.try_get("currency")?;
@@ -58,7 +58,26 @@ pub async fn get_order(
     id: OrderId,
     owner: Option<&UserId>,
 ) -> Result<Order, StoreError> {
-    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = $1 AND {OWNED_BY}");
+    select_order(client, id, owner, "").await
+}
+
+/// Locks the order (`FOR UPDATE`, until the transaction ends) and loads it;
+/// `owner` set: only if it is theirs (else not found).
+pub async fn lock_order(
+    client: &impl GenericClient,
+    id: OrderId,
+    owner: Option<&UserId>,
+) -> Result<Order, StoreError> {
+    select_order(client, id, owner, "FOR UPDATE").await
+}
+
+async fn select_order(
+    client: &impl GenericClient,
+    id: OrderId,
+    owner: Option<&UserId>,
+    lock: &str,
+) -> Result<Order, StoreError> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders o WHERE o.id = $1 AND {OWNED_BY} {lock}");
     let stmt = client.prepare_cached(&sql).await?;
     let row = client
         .query_opt(&stmt, &[id.as_uuid(), &owner.map(UserId::as_str)])

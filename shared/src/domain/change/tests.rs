@@ -14,29 +14,43 @@ fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_780_000_000 + secs, 0).unwrap()
 }
 
-fn order(status: OrderStatus) -> Order {
-    Order {
-        id: OrderId::generate(),
-        user_id: UserId::new("alice"),
-        status,
-        items: vec![OrderLine {
+fn new_order() -> NewOrder {
+    NewOrder {
+        currency: Currency::parse("EUR").unwrap(),
+        lines: vec![OrderLine {
             product_id: "sku-1".into(),
             quantity: Quantity::new(2).unwrap(),
             unit_price: 500,
             line_total: 1000,
         }],
         total_amount: 1000,
-        currency: Currency::parse("EUR").unwrap(),
+        shipping_address: crate::domain::order::ShippingAddress {
+            name: "Ada".into(),
+            line1: "1 Main St".into(),
+            line2: None,
+            city: "London".into(),
+            state: None,
+            postal_code: "N1".into(),
+            country: "GB".into(),
+        },
+    }
+}
+
+/// An order of alice's in `status` at version 3, paid with `pay-0` (a
+/// fixture for the domain's tests).
+pub(crate) fn order(status: OrderStatus) -> Order {
+    let placed = Order::place(
+        OrderId::generate(),
+        UserId::new("alice"),
+        &new_order(),
+        "user:alice",
+        at(0),
+    );
+    Order {
+        status,
         version: 3,
-        shipping_address: None,
-        carrier: None,
-        tracking_number: None,
-        cancellation_reason: None,
         payment_id: Some("pay-0".into()),
-        inventory_reserved_at: None,
-        reservation_id: None,
-        created_at: at(0),
-        updated_at: at(0),
+        ..placed.order
     }
 }
 
@@ -132,20 +146,7 @@ fn each_change_sets_its_fields_and_its_event_data() {
 
 #[test]
 fn placing_starts_at_pending_version_one() {
-    let new = crate::domain::new_order::NewOrder {
-        currency: Currency::parse("EUR").unwrap(),
-        lines: order(Pending).items,
-        total_amount: 1000,
-        shipping_address: crate::domain::order::ShippingAddress {
-            name: "Ada".into(),
-            line1: "1 Main St".into(),
-            line2: None,
-            city: "London".into(),
-            state: None,
-            postal_code: "N1".into(),
-            country: "GB".into(),
-        },
-    };
+    let new = new_order();
     let placed = Order::place(
         OrderId::generate(),
         UserId::new("ada"),
