@@ -90,10 +90,11 @@ fn problem_response(status: StatusCode, detail: String) -> Response {
 /// (and names the allowed methods on a 405, as RFC 9110 asks).
 async fn ensure_problem(resp: Response, route: &str) -> Response {
     let status = resp.status();
-    let is_problem = resp
-        .content_type()
-        .is_some_and(|ct| ct.starts_with(PROBLEM_CONTENT_TYPE));
-    if status.as_u16() < 400 || is_problem {
+    // A problem already, or JSON on purpose (the readiness body): keep it.
+    let is_json = resp.content_type().is_some_and(|ct| {
+        ct.starts_with(PROBLEM_CONTENT_TYPE) || ct.starts_with("application/json")
+    });
+    if status.as_u16() < 400 || is_json {
         return resp;
     }
     let detail = resp.into_body().into_string().await.unwrap_or_default();
@@ -126,6 +127,48 @@ fn trace_id(req: &Request) -> String {
     traceparent(req)
         .map(|tp| tp.trace_id().to_owned())
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Seconds a client should wait after a 503 before it retries.
+pub const RETRY_AFTER_UNAVAILABLE_SECS: u32 = 5;
+
+/// The headers every answer carries, and the request's trace id as the
+/// `instance` of a problem body.
+async fn finish(mut resp: Response, route: &str, trace_id: &str) -> Response {
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if route.starts_with("/api/orders") {
+        // Orders carry a postal address: no shared or browser cache keeps them.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECS),
+        );
+    }
+    let is_problem = resp
+        .content_type()
+        .is_some_and(|ct| ct.starts_with(PROBLEM_CONTENT_TYPE));
+    if !is_problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = body.into_vec().await.unwrap_or_default();
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut problem)) => {
+            problem.insert("instance".into(), trace_id.into());
+            parts.headers.remove(header::CONTENT_LENGTH);
+            serde_json::to_vec(&problem).unwrap_or(bytes)
+        }
+        _ => bytes,
+    };
+    Response::from_parts(parts, Body::from(body))
 }
 
 impl<E: Endpoint> HttpEndpoint<E> {
@@ -183,8 +226,9 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
             _ => "OTHER".to_owned(),
         };
         let route = route_label(req.uri().path());
+        let trace_id = trace_id(&req);
         // `order_id` is filled in by the handler once it knows the order.
-        let span = tracing::info_span!("request", %method, route, trace_id = %trace_id(&req),
+        let span = tracing::info_span!("request", %method, route, trace_id = %trace_id,
             order_id = tracing::field::Empty);
         // PATCH bodies are optional (cancel takes `{reason?}`): read "no
         // content type" as JSON so that an empty body means "no fields".
@@ -212,6 +256,7 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
         }
         .instrument(span.clone())
         .await;
+        let resp = finish(resp, route, &trace_id).await;
         let status = resp.status().as_u16();
         let elapsed = started.elapsed().as_secs_f64();
         let labels = [

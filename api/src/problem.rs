@@ -61,6 +61,10 @@ pub struct Problem {
     /// The order's status when a transition was refused.
     #[oai(skip_serializing_if_is_none)]
     pub current_status: Option<String>,
+    /// The request's trace id (the `traceparent` trace id, or one made up):
+    /// quote it when reporting the problem; the server's log lines carry it.
+    #[oai(skip_serializing_if_is_none)]
+    pub instance: Option<String>,
 }
 
 impl Problem {
@@ -72,6 +76,7 @@ impl Problem {
             detail: Some(detail.into()),
             errors: None,
             current_status: None,
+            instance: None,
         }
     }
 }

@@ -54,7 +54,11 @@ fn database_check(ctx: &RelayContext) -> Check {
 async fn broker_check(ctx: &RelayContext) -> Check {
     match ctx.producers.broker_answers().await {
         Ok(()) => Check::Ok,
-        Err(why) => Check::Failing(why),
+        Err(why) => {
+            // The client's text goes to the log, not into the body.
+            tracing::warn!(error = %why, "Readiness: the broker does not answer.");
+            Check::Failing("unavailable".into())
+        }
     }
 }
 

@@ -189,9 +189,21 @@ pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
         ct.starts_with("application/problem+json"),
         "content-type {ct:?}"
     );
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    if [503, 429].contains(&status.as_u16()) {
+        assert!(
+            resp.headers().contains_key("retry-after"),
+            "{status}: Retry-After"
+        );
+    }
     let body: Value = resp.json().await.expect("problem JSON");
     assert_eq!(body["status"], status.as_u16());
     assert!(body["title"].is_string() && body["type"].is_string());
+    let instance = body["instance"].as_str().unwrap_or_default();
+    assert!(
+        instance.len() == 32 && instance.bytes().all(|b| b.is_ascii_hexdigit()),
+        "instance is the trace id: {body}"
+    );
     body
 }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod create;
+mod hardening;
 mod helpers;
 mod idempotency;
 mod ops;

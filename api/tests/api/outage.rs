@@ -29,6 +29,12 @@ async fn database_outage_gives_503_and_recovers() {
     );
     let ready = app.http.get(app.url("/health/ready")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    let database = body["checks"]["database"].as_str().unwrap_or_default();
+    assert!(
+        ["unavailable", "timed out"].contains(&database),
+        "no driver text in the readiness body: {body}"
+    );
     let live = app.http.get(app.url("/health/live")).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);
 
