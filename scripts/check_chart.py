@@ -27,8 +27,13 @@ def check(cond, msg):
         fail(msg)
 
 
-def render(values_file):
-    values = yaml.safe_load(values_file.read_text()) if values_file else {}
+# The chart has no default secret: the "default values" render gives one.
+DEFAULT_SECRET = {"secrets": {"jwtSecret": "chart-check-secret-0123456789-0123456789"}}
+
+
+def render(values_file, values=None):
+    if values is None:
+        values = yaml.safe_load(values_file.read_text()) if values_file else DEFAULT_SECRET
     report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{KUBE_VERSION}")
     for m in report.get("messages", []):
         if m.get("severity", 0) >= 2:
@@ -101,7 +106,19 @@ def properties(values, docs, label, production):
         check(not hpas and not rules, f"{label}: defaults have no HPA and no PrometheusRule")
 
 
+def refuses_to_render(values, needle, label):
+    """Rendering with `values` must fail with a message containing `needle`."""
+    try:
+        helm.Chart.load(str(CHART)).render(values, name="shop", namespace="orders", is_install=True)
+    except Exception as e:  # helm-python-sdk raises its own error type
+        check(needle in str(e), f"{label}: the error names {needle}: {e}")
+        return
+    fail(f"{label}: the chart rendered")
+
+
 def main():
+    refuses_to_render({}, "secrets.jwtSecret", "no JWT secret")
+    refuses_to_render({"secrets": {"jwtSecret": "dev-secret-change-me"}}, "32 bytes", "short JWT secret")
     for values_file, production in [(None, False), (CHART / "ci" / "production-values.yaml", True)]:
         label = values_file.name if values_file else "default values"
         values, docs = render(values_file)

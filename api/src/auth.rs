@@ -25,19 +25,36 @@ pub struct AuthSettings {
     pub key: JwtKey,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// `JWT_LEEWAY_SECS`: clock skew allowed on `exp`, `nbf` and `iat`.
+    pub leeway_secs: u64,
+    /// `JWT_MAX_TTL_SECS`: the longest lifetime (`exp - iat`) accepted.
+    pub max_ttl_secs: u64,
 }
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The one 401 detail: which check failed goes to the log only.
+const REJECTED: &str = "The bearer token is missing, malformed, expired or not trusted.";
 
 /// The claims we read. `roles` is optional; `exp` is enforced by validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// Issued at; when present it may not lie in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Not before; checked (with the leeway) by the validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// One audience or an array of them (RFC 7519 allows both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<serde_json::Value>,
 }
 
 /// The authenticated caller.
@@ -73,6 +90,8 @@ impl Caller {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    leeway_secs: u64,
+    max_ttl_secs: u64,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -94,7 +113,8 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(alg);
         let mut required = vec!["exp", "sub"];
-        validation.leeway = 30;
+        validation.leeway = settings.leeway_secs;
+        validation.validate_nbf = true;
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(&[iss]);
             required.push("iss");
@@ -107,19 +127,47 @@ impl JwtVerifier {
             None => validation.validate_aud = false,
         }
         validation.set_required_spec_claims(&required);
-        Ok(JwtVerifier { key, validation })
+        Ok(JwtVerifier {
+            key,
+            validation,
+            leeway_secs: settings.leeway_secs,
+            max_ttl_secs: settings.max_ttl_secs,
+        })
     }
 
-    /// Verifies signature, algorithm, expiry and the optional iss/aud.
+    /// Verifies size, signature, algorithm, `exp`, `nbf`, `iat`, the
+    /// lifetime and the optional iss/aud. Every refusal answers the same
+    /// generic 401; the reason is logged.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                tracing::debug!(error = %e, "Rejected bearer token.");
-                ApiError::unauthorized(format!("The bearer token is not valid: {e}."))
-            })?;
-        let claims = data.claims;
-        if claims.sub.trim().is_empty() {
-            return Err(ApiError::unauthorized("The token has an empty subject."));
+        self.check(token).map_err(|reason| {
+            tracing::info!(reason = %reason, "Rejected bearer token.");
+            ApiError::unauthorized(REJECTED)
+        })
+    }
+
+    fn check(&self, token: &str) -> Result<Caller, String> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(format!("longer than {MAX_TOKEN_BYTES} bytes"));
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| e.to_string())?
+            .claims;
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        if let Some(iat) = claims.iat
+            && iat > now + self.leeway_secs
+        {
+            return Err(format!("issued in the future (iat {iat}, now {now})"));
+        }
+        let born = claims.iat.unwrap_or(now);
+        if claims.exp.saturating_sub(born) > self.max_ttl_secs {
+            return Err(format!(
+                "lives {} s, longer than JWT_MAX_TTL_SECS ({} s)",
+                claims.exp.saturating_sub(born),
+                self.max_ttl_secs
+            ));
+        }
+        if claims.sub.trim().is_empty() || claims.sub.chars().any(char::is_control) {
+            return Err("empty subject, or control characters in it".into());
         }
         Ok(Caller {
             is_admin: claims.roles.iter().any(|r| r == "admin"),
@@ -141,13 +189,15 @@ pub fn mint_hs256(
     let claims = Claims {
         sub: sub.to_owned(),
         exp: now + ttl_secs,
+        iat: Some(now),
+        nbf: None,
         roles: if admin {
             vec!["admin".to_owned()]
         } else {
             Vec::new()
         },
         iss: issuer.map(str::to_owned),
-        aud: audience.map(str::to_owned),
+        aud: audience.map(|a| serde_json::Value::String(a.to_owned())),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

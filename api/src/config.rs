@@ -76,8 +76,64 @@ fn service_url(env: &impl Env, name: &str) -> Result<Option<String>, ConfigError
     }
 }
 
+/// Shortest HS256 secret accepted outside development (RFC 7518: at
+/// least the hash size, 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Secrets that appear in this repository, its examples and common
+/// tutorials: anyone can mint tokens with them.
+const KNOWN_DEV_SECRETS: &[&str] = &[
+    "dev-secret-change-me",
+    "secret",
+    "changeme",
+    "change-me",
+    "your-256-bit-secret",
+];
+
+/// `APP_ENV`: where the process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    /// The default: development secrets and `order-api token` are refused.
+    Production,
+    /// A developer's machine (`./scripts/run.sh`, `docker compose`).
+    Development,
+}
+
+/// Reads `APP_ENV` (`production`, the default, or `development`).
+pub fn app_env(env: &impl Env) -> Result<AppEnv, ConfigError> {
+    match optional(env, "APP_ENV").as_deref() {
+        None | Some("production") => Ok(AppEnv::Production),
+        Some("development") => Ok(AppEnv::Development),
+        Some(other) => Err(ConfigError::new(
+            "APP_ENV",
+            format!("expected production or development, got {other:?}"),
+        )),
+    }
+}
+
+/// Refuses a secret anyone could know or guess, unless in development.
+fn check_secret(secret: &str, app: AppEnv) -> Result<(), ConfigError> {
+    let weak = secret.len() < MIN_SECRET_BYTES || KNOWN_DEV_SECRETS.contains(&secret);
+    match app {
+        AppEnv::Production if weak => Err(ConfigError::new(
+            "JWT_SECRET",
+            format!(
+                "is a known development secret or shorter than {MIN_SECRET_BYTES} bytes; \
+                 use {MIN_SECRET_BYTES}+ random bytes (e.g. `openssl rand -base64 48`), \
+                 or set APP_ENV=development on a developer's machine"
+            ),
+        )),
+        AppEnv::Development if weak => {
+            tracing::warn!("JWT_SECRET is weak: accepted only because APP_ENV=development.");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `JWT_SECRET` (HS256) or `JWT_PUBLIC_KEY` (RS256, PEM text or a file path).
 pub fn auth_from_env(env: &impl Env) -> Result<AuthSettings, ConfigError> {
+    let app = app_env(env)?;
     let key = match (optional(env, "JWT_SECRET"), optional(env, "JWT_PUBLIC_KEY")) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new(
@@ -98,6 +154,7 @@ pub fn auth_from_env(env: &impl Env) -> Result<AuthSettings, ConfigError> {
                     "must be at least 8 characters (use 32 random bytes in production)",
                 ));
             }
+            check_secret(&secret, app)?;
             JwtKey::Hs256(Secret::new(secret))
         }
         (None, Some(key)) => {
@@ -121,6 +178,8 @@ pub fn auth_from_env(env: &impl Env) -> Result<AuthSettings, ConfigError> {
         key,
         issuer: optional(env, "JWT_ISSUER"),
         audience: optional(env, "JWT_AUDIENCE"),
+        leeway_secs: parse_in_range(env, "JWT_LEEWAY_SECS", 30, 0..=300)?,
+        max_ttl_secs: parse_in_range(env, "JWT_MAX_TTL_SECS", 86_400, 60..=30 * 86_400)?,
     })
 }
 
@@ -135,9 +194,30 @@ mod tests {
         assert_eq!(err.var, "JWT_SECRET");
     }
 
+    const STRONG: &str = "0123456789abcdef0123456789abcdef-strong";
+
+    #[test]
+    fn production_refuses_known_and_short_secrets() {
+        for weak in ["dev-secret-change-me", "short-but-8", &"x".repeat(31)] {
+            let err = ApiSettings::from_env(&env(&[("JWT_SECRET", weak)])).unwrap_err();
+            assert_eq!(err.var, "JWT_SECRET", "{weak:?}");
+            let dev = [("JWT_SECRET", weak), ("APP_ENV", "development")];
+            assert!(
+                ApiSettings::from_env(&env(&dev)).is_ok(),
+                "{weak:?} in development"
+            );
+        }
+        assert!(ApiSettings::from_env(&env(&[("JWT_SECRET", STRONG)])).is_ok());
+        let bad = [("JWT_SECRET", STRONG), ("APP_ENV", "staging")];
+        assert_eq!(
+            ApiSettings::from_env(&env(&bad)).unwrap_err().var,
+            "APP_ENV"
+        );
+    }
+
     #[test]
     fn defaults_with_a_secret() {
-        let s = ApiSettings::from_env(&env(&[("JWT_SECRET", "dev-secret-change-me")])).unwrap();
+        let s = ApiSettings::from_env(&env(&[("JWT_SECRET", STRONG)])).unwrap();
         assert_eq!(s.port, 3003);
         assert!(s.cors_allowed_origins.is_empty());
         assert!(s.product_service_url.is_none());
@@ -145,7 +225,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let base = ("JWT_SECRET", "dev-secret-change-me");
+        let base = ("JWT_SECRET", STRONG);
         for (var, value) in [
             ("API_PORT", "http"),
             ("CORS_ALLOWED_ORIGINS", "shop.example.com"),

@@ -83,6 +83,12 @@ fn token(args: &[String]) -> anyhow::Result<()> {
     let sub = sub
         .filter(|s| !s.is_empty())
         .context("--sub NAME is required")?;
+    if order_api::config::app_env(&ProcessEnv)? != order_api::config::AppEnv::Development {
+        bail!(
+            "order-api token mints tokens for local development only; \
+             set APP_ENV=development (./scripts/run.sh does) or use your identity provider"
+        );
+    }
     let auth = order_api::config::auth_from_env(&ProcessEnv)?;
     let order_api::auth::JwtKey::Hs256(secret) = &auth.key else {
         bail!("JWT_SECRET must be set: tokens can be minted only with the HS256 secret");

@@ -10,4 +10,5 @@ mod ops;
 mod outage;
 mod read;
 mod services;
+mod tokens;
 mod transitions;

@@ -201,7 +201,7 @@ async fn a_different_outbox_shards_than_the_pinned_one_refuses_to_start() {
     let url = app.db.url.clone();
     let settings = order_api::ApiSettings::from_env(&move |name: &str| match name {
         "DATABASE_URL" => Some(url.clone()),
-        "JWT_SECRET" => Some("pinned-shards-secret".into()),
+        "JWT_SECRET" => Some("pinned-shards-secret-0123456789-0123456789".into()),
         "API_HOST" => Some("127.0.0.1".into()),
         "API_PORT" => Some("0".into()),
         "OUTBOX_SHARDS" => Some("16".into()),

@@ -26,7 +26,7 @@ async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
     let api = order_api::Application::build(
         order_api::ApiSettings::from_env(&|n: &str| match n {
             "DATABASE_URL" => Some(db.url.clone()),
-            "JWT_SECRET" => Some("outage-secret".into()),
+            "JWT_SECRET" => Some("outage-secret-0123456789-0123456789-0123".into()),
             "API_HOST" => Some("127.0.0.1".into()),
             "API_PORT" => Some("0".into()),
             "OUTBOX_SHARDS" => Some("8".into()),
@@ -39,8 +39,15 @@ async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
     .unwrap();
     let api_url = format!("http://127.0.0.1:{}/api/orders", api.port());
     tokio::spawn(api.run());
-    let token =
-        order_api::auth::mint_hs256("outage-secret", "alice", false, 3600, None, None).unwrap();
+    let token = order_api::auth::mint_hs256(
+        "outage-secret-0123456789-0123456789-0123",
+        "alice",
+        false,
+        3600,
+        None,
+        None,
+    )
+    .unwrap();
     let http = reqwest::Client::new();
     let body = serde_json::json!({
         "currency": "USD",
