@@ -3,6 +3,7 @@
 //! to problem answers.
 
 use crate::problem::ApiError;
+use order_shared::domain::{CONTROL_CHARACTERS, FieldError};
 use std::time::Duration;
 
 /// The HTTP client of the other services cannot be built (a TLS backend
@@ -18,6 +19,23 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()?)
+}
+
+/// An id that becomes a path segment of another service's URL: no `/`, no
+/// `\\`, not `.` or `..` (dot segments would climb the path), no control
+/// characters, 1 to 64 characters. Checked before any request is made.
+pub fn check_path_id(field: &str, id: &str) -> Result<(), FieldError> {
+    let fail = |why: &str| Err(FieldError::new(field, why));
+    if id.is_empty() || id.chars().count() > 64 {
+        return fail("must be 1 to 64 characters");
+    }
+    if id.chars().any(char::is_control) {
+        return fail(CONTROL_CHARACTERS);
+    }
+    if id == "." || id == ".." || id.contains(['/', '\\']) {
+        return fail("must not be . or .. nor contain / or \\");
+    }
+    Ok(())
 }
 
 /// Percent-encodes a path segment (ids are client input).
@@ -59,7 +77,17 @@ pub fn bad_status(name: &str, status: u16) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::encode_segment;
+    use super::{check_path_id, encode_segment};
+
+    #[test]
+    fn ids_that_would_climb_the_path_are_refused() {
+        for bad in [".", "..", "a/b", "a\\b", "", "a\u{0}"] {
+            assert!(check_path_id("cartId", bad).is_err(), "{bad:?}");
+        }
+        for good in ["sku-1", "a.b", "...", "x".repeat(64).as_str()] {
+            assert!(check_path_id("cartId", good).is_ok(), "{good:?}");
+        }
+    }
 
     #[test]
     fn path_segments_are_encoded() {

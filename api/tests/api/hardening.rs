@@ -3,6 +3,7 @@
 
 use crate::helpers::*;
 use reqwest::StatusCode;
+use serde_json::json;
 
 #[tokio::test]
 async fn every_answer_is_nosniff_and_orders_are_never_cached() {
@@ -37,4 +38,80 @@ async fn a_problem_names_the_request_trace_id_as_its_instance() {
     // Without a traceparent the id is made up, still 32 hex digits.
     let resp = app.get("/api/orders/not-a-uuid", &token("a", false)).await;
     assert_problem(resp, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn control_characters_and_dot_ids_are_400_naming_the_field() {
+    let app = spawn_app().await;
+    let cases = [
+        ("/items/0/productId", json!("a\u{0}b"), "items[0].productId"),
+        ("/items/0/productId", json!("."), "items[0].productId"),
+        ("/items/0/productId", json!("a/b"), "items[0].productId"),
+        (
+            "/shippingAddress/name",
+            json!("Ada\u{1b}[2J"),
+            "shippingAddress.name",
+        ),
+        (
+            "/shippingAddress/city",
+            json!("Paris\u{0}"),
+            "shippingAddress.city",
+        ),
+    ];
+    for (pointer, value, field) in cases {
+        let mut body = order_body();
+        *body.pointer_mut(pointer).expect(pointer) = value;
+        let problem = assert_problem(
+            app.post_order("alice", &body).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(error_fields(&problem), [field], "{pointer}");
+    }
+    let mut by_cart = order_body();
+    by_cart.as_object_mut().unwrap().remove("items");
+    by_cart["cartId"] = json!("..");
+    let problem = assert_problem(
+        app.post_order("alice", &by_cart).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(error_fields(&problem), ["cartId"]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders").await,
+        0,
+        "nothing written"
+    );
+
+    let id = id_of(&app.create_order("alice").await);
+    let alice = token("alice", false);
+    let admin = token("root", true);
+    let resp = app
+        .patch(
+            &format!("/api/orders/{id}/cancel"),
+            &alice,
+            Some(json!({"reason": "no\u{0}"})),
+        )
+        .await;
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_fields(&problem), ["reason"]);
+    app.confirm(id).await;
+    let ship = json!({"carrier": "UPS\u{7}", "trackingNumber": "1Z"});
+    let resp = app
+        .patch(&format!("/api/orders/{id}/ship"), &admin, Some(ship))
+        .await;
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_fields(&problem), ["carrier"]);
+    let resp = app.get("/api/orders?userId=a%00b", &admin).await;
+    let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(error_fields(&problem), ["userId"]);
+    // Line breaks are the one thing a reason may hold.
+    let resp = app
+        .patch(
+            &format!("/api/orders/{id}/cancel"),
+            &alice,
+            Some(json!({"reason": "too late\nsorry"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
 }

@@ -9,6 +9,12 @@ use serde_json::Value;
 
 /// Longest idempotency key or scope we store.
 const MAX_KEY_LEN: usize = 200;
+/// Largest record value read; a bigger one is dead-lettered unread.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Longest payment or reservation id kept.
+const MAX_ID_LEN: usize = 200;
+/// The CloudEvents version we understand.
+const SPEC_VERSION: &str = "1.0";
 
 /// The inbound topics' meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +45,16 @@ pub enum ParseError {
     BadOrderId,
     #[error("reservedAt is not an RFC 3339 time")]
     BadReservedAt,
+    #[error("value is larger than {MAX_PAYLOAD_BYTES} bytes")]
+    TooLarge,
+    #[error("{0} holds control characters")]
+    ControlCharacters(&'static str),
+    #[error("{0} is longer than {MAX_ID_LEN} characters")]
+    FieldTooLong(&'static str),
+    #[error("{0} must be text")]
+    WrongType(&'static str),
+    #[error("CloudEvents specversion {0:?} is not {SPEC_VERSION}")]
+    UnknownVersion(String),
 }
 
 /// A record read: where its key is unique, the key, and the event.
@@ -49,13 +65,35 @@ pub struct Inbound {
     pub event: InboundEvent,
 }
 
-fn text(payload: &Value, field: &str) -> Option<String> {
+/// The text of `field` (at the top level or under `data`), trimmed: a
+/// number counts as text; another type, or control characters, is an error.
+fn text(payload: &Value, field: &'static str) -> Result<Option<String>, ParseError> {
     let pick = |v: &Value| match v.get(field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Err(ParseError::ControlCharacters(field))
+        }
+        Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(ParseError::WrongType(field)),
     };
-    pick(payload).or_else(|| payload.get("data").and_then(pick))
+    match pick(payload)? {
+        Some(found) => Ok(Some(found)),
+        None => payload.get("data").map_or(Ok(None), pick),
+    }
+}
+
+/// An id field: text of at most [`MAX_ID_LEN`] characters.
+fn id_text(payload: &Value, field: &'static str) -> Result<Option<String>, ParseError> {
+    let id = text(payload, field)?;
+    if id
+        .as_ref()
+        .is_some_and(|id| id.chars().count() > MAX_ID_LEN)
+    {
+        return Err(ParseError::FieldTooLong(field));
+    }
+    Ok(id)
 }
 
 /// The text value of header `name`, if present and UTF-8.
@@ -72,6 +110,9 @@ pub fn header_text<'a>(headers: Option<&'a OwnedHeaders>, name: &str) -> Option<
 pub fn scope(ce_source: Option<&str>, topic: &str, prefix: &str) -> Result<String, ParseError> {
     match ce_source.map(str::trim).filter(|s| !s.is_empty()) {
         Some(source) if source.len() > MAX_KEY_LEN => Err(ParseError::SourceTooLong),
+        Some(source) if source.chars().any(char::is_control) => {
+            Err(ParseError::ControlCharacters("ce_source"))
+        }
         Some(source) => Ok(source.to_owned()),
         None => Ok(topic.strip_prefix(prefix).unwrap_or(topic).to_owned()),
     }
@@ -87,38 +128,54 @@ pub fn parse_message(
     prefix: &str,
 ) -> Result<Inbound, ParseError> {
     let bytes = payload.filter(|p| !p.is_empty()).ok_or(ParseError::Empty)?;
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(ParseError::TooLarge);
+    }
+    // serde_json stops at 128 levels of nesting: deeper is "not JSON".
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
     if !value.is_object() {
         return Err(ParseError::NotObject);
     }
-    let key = header_text(headers, "ce_id")
+    let version = header_text(headers, "ce_specversion")
+        .map(str::to_owned)
+        .or(value
+            .get("specversion")
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
+    if let Some(version) = version.filter(|v| v != SPEC_VERSION) {
+        return Err(ParseError::UnknownVersion(version));
+    }
+    let key = match header_text(headers, "ce_id")
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .map(str::to_owned)
-        .or_else(|| text(&value, "eventId"))
-        .ok_or(ParseError::NoKey)?;
+    {
+        Some(key) => key.to_owned(),
+        None => text(&value, "eventId")?.ok_or(ParseError::NoKey)?,
+    };
     if key.len() > MAX_KEY_LEN {
         return Err(ParseError::KeyTooLong);
     }
+    if key.chars().any(char::is_control) {
+        return Err(ParseError::ControlCharacters("ce_id"));
+    }
     let scope = scope(header_text(headers, "ce_source"), topic, prefix)?;
-    let order_id = text(&value, "orderId")
+    let order_id = text(&value, "orderId")?
         .ok_or(ParseError::NoOrderId)?
         .parse::<OrderId>()
         .map_err(|_| ParseError::BadOrderId)?;
     let event = match kind {
         TopicKind::PaymentAuthorized => InboundEvent::PaymentAuthorized {
             order_id,
-            payment_id: text(&value, "paymentId"),
+            payment_id: id_text(&value, "paymentId")?,
         },
         TopicKind::PaymentFailed => InboundEvent::PaymentFailed {
             order_id,
-            reason: text(&value, "reason").map(|r| r.chars().take(500).collect()),
+            reason: text(&value, "reason")?.map(|r| r.chars().take(500).collect()),
         },
         TopicKind::InventoryReserved => InboundEvent::InventoryReserved {
             order_id,
-            reservation_id: text(&value, "reservationId"),
-            reserved_at: match text(&value, "reservedAt") {
+            reservation_id: id_text(&value, "reservationId")?,
+            reserved_at: match text(&value, "reservedAt")? {
                 None => None,
                 Some(t) => Some(
                     DateTime::parse_from_rfc3339(&t)
@@ -130,6 +187,9 @@ pub fn parse_message(
     };
     Ok(Inbound { scope, key, event })
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

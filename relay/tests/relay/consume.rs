@@ -215,18 +215,20 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_moves_on() {
 
     produce(&brokers(), &topic, &key, "{not json", Some("ce-bad")).await;
     produce(&brokers(), &topic, &key, &event(Uuid::now_v7(), ""), None).await; // unknown order
+    let nul = event(id, r#","paymentId":"p\u0000x""#); // PostgreSQL refuses NUL in text
+    produce(&brokers(), &topic, &key, &nul, None).await;
     produce(&brokers(), &topic, &key, &event(id, ""), None).await;
 
     wait_status(&db, id, "CONFIRMED").await;
     let consumer = consumer(&brokers(), &topics(&prefix, &["order-service.dlq"]));
     let records = read_records(
         &consumer,
-        2,
+        3,
         Duration::from_secs(2),
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(records.len(), 3, "{records:#?}");
     let bad = &records[0];
     assert_eq!(bad.key, key, "original key kept");
     assert_eq!(bad.headers["ce_id"], "ce-bad", "original headers kept");
@@ -235,7 +237,11 @@ async fn poison_messages_go_to_the_dlq_and_the_partition_moves_on() {
     assert!(bad.headers["dlq_original_partition"].parse::<i32>().is_ok());
     assert!(bad.headers["dlq_original_offset"].parse::<i64>().is_ok());
     assert_eq!(records[1].headers["dlq_reason"], "unknown order");
-    let dead = format!("consumed_events_total{{topic=\"{topic}\",outcome=\"dead_lettered\"}} 2");
+    assert_eq!(
+        records[2].headers["dlq_reason"],
+        "paymentId holds control characters"
+    );
+    let dead = format!("consumed_events_total{{topic=\"{topic}\",outcome=\"dead_lettered\"}} 3");
     assert!(metric(relay.port, &dead).await);
     relay.stop().await;
 }

@@ -19,7 +19,9 @@ pub use change::{Change, Changed, DomainError, Step, Transition};
 pub use events::{Event, EventData, EventType, OutboxEvent};
 pub use inbound::{InboundEvent, Reaction};
 pub use money::Currency;
-pub use new_order::{AddressInput, FieldError, ItemInput, NewOrder, NewOrderInput};
+pub use new_order::{
+    AddressInput, CONTROL_CHARACTERS, FieldError, ItemInput, NewOrder, NewOrderInput, check_text,
+};
 pub use order::{HistoryEntry, Order, OrderLine, ShippingAddress};
 pub use status::{OrderStatus, TransitionCheck};
 pub use values::{OrderId, Quantity, UserId};

@@ -140,7 +140,12 @@ fn parse_line(
     let before = errors.len();
     let field = |name: &str| format!("items[{i}].{name}");
     let chars = item.product_id.chars().count();
-    if chars == 0 || chars > MAX_PRODUCT_ID_CHARS || item.product_id.trim() != item.product_id {
+    if !check_text(&field("productId"), &item.product_id, &[], errors) {
+        // Named once: control characters.
+    } else if chars == 0
+        || chars > MAX_PRODUCT_ID_CHARS
+        || item.product_id.trim() != item.product_id
+    {
         errors.push(FieldError::new(
             field("productId"),
             format!("must be 1 to {MAX_PRODUCT_ID_CHARS} characters without surrounding spaces"),
@@ -169,10 +174,32 @@ fn parse_line(
     })
 }
 
+/// The message of a field that holds control characters.
+pub const CONTROL_CHARACTERS: &str = "must not contain control characters";
+
+/// Refuses control characters (NUL, escape, ...) in `value`, except those in
+/// `allowed` (e.g. line breaks in a free-text reason). PostgreSQL refuses
+/// NUL in text, and no field here has a use for the others. True when clean.
+pub fn check_text(
+    field: &str,
+    value: &str,
+    allowed: &[char],
+    errors: &mut Vec<FieldError>,
+) -> bool {
+    let clean = !value
+        .chars()
+        .any(|c| c.is_control() && !allowed.contains(&c));
+    if !clean {
+        errors.push(FieldError::new(field, CONTROL_CHARACTERS));
+    }
+    clean
+}
+
 fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> ShippingAddress {
     let mut required = |name: &str, value: &str| {
         let len = value.trim().chars().count();
-        if len == 0 || len > MAX_ADDRESS_FIELD_CHARS {
+        let field = format!("shippingAddress.{name}");
+        if check_text(&field, value, &[], errors) && (len == 0 || len > MAX_ADDRESS_FIELD_CHARS) {
             errors.push(FieldError::new(
                 format!("shippingAddress.{name}"),
                 format!("is required, at most {MAX_ADDRESS_FIELD_CHARS} characters"),
@@ -185,7 +212,9 @@ fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> Shipping
     let city = required("city", &input.city);
     let postal_code = required("postalCode", &input.postal_code);
     let country = input.country.trim().to_owned();
-    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+    if check_text("shippingAddress.country", &input.country, &[], errors)
+        && (country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()))
+    {
         errors.push(FieldError::new(
             "shippingAddress.country",
             "must be a two-letter ISO 3166-1 code in upper case, e.g. US",
@@ -193,7 +222,9 @@ fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> Shipping
     }
     let mut optional = |name: &str, value: &Option<String>| {
         let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
-        if value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
+        let field = format!("shippingAddress.{name}");
+        if check_text(&field, value, &[], errors) && value.chars().count() > MAX_ADDRESS_FIELD_CHARS
+        {
             errors.push(FieldError::new(
                 format!("shippingAddress.{name}"),
                 format!("must be at most {MAX_ADDRESS_FIELD_CHARS} characters"),
@@ -264,6 +295,26 @@ mod tests {
         ]))
         .expect("limits are allowed");
         assert_eq!(order.total_amount, 10_000 * MAX_UNIT_PRICE);
+    }
+
+    #[test]
+    fn control_characters_are_refused_and_named() {
+        let mut bad = input(vec![item("a\u{0}b", 1, 1), item("ok", 1, 1)]);
+        bad.shipping_address.name = "Ada\u{1b}[31m".into();
+        bad.shipping_address.line2 = Some("flat\u{0}".into());
+        let errors = NewOrder::parse(bad).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![
+                FieldError::new("items[0].productId", CONTROL_CHARACTERS),
+                FieldError::new("shippingAddress.name", CONTROL_CHARACTERS),
+                FieldError::new("shippingAddress.line2", CONTROL_CHARACTERS),
+            ]
+        );
+        let mut errors = Vec::new();
+        assert!(check_text("reason", "two\nlines", &['\n'], &mut errors));
+        assert!(!check_text("reason", "nul\u{0}", &['\n'], &mut errors));
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]

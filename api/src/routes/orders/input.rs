@@ -4,11 +4,12 @@
 
 use crate::problem::ApiError;
 use crate::routes::wire::CreateOrderRequest;
+use crate::upstream::http::check_path_id;
 use crate::upstream::{CartClient, ProductClient};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use order_shared::db::orders::IdempotencyKey;
-use order_shared::domain::{FieldError, ItemInput, NewOrder, NewOrderInput, OrderId};
+use order_shared::domain::{FieldError, ItemInput, NewOrder, NewOrderInput, OrderId, check_text};
 use poem::Request;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub async fn new_order(
         }
         (Some(items), None) => (items.into_iter().map(ItemInput::from).collect(), None),
         (None, Some(cart_id)) => {
+            check_path_id("cartId", &cart_id).map_err(|e| ApiError::validation(vec![e]))?;
             let cart = carts.cart(&cart_id, bearer).await?;
             let items = cart
                 .items
@@ -63,6 +65,16 @@ pub async fn new_order(
         shipping_address: body.shipping_address.unwrap_or_default().into(),
     };
     let order = NewOrder::parse(input.clone()).map_err(ApiError::validation)?;
+    // Product ids become a path of the product service: no dot segments.
+    let bad_ids: Vec<FieldError> = order
+        .lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| check_path_id(&format!("items[{i}].productId"), &l.product_id).err())
+        .collect();
+    if !bad_ids.is_empty() {
+        return Err(ApiError::validation(bad_ids));
+    }
     products
         .check_prices(order.currency.as_str(), &input.items)
         .await?;
@@ -125,7 +137,7 @@ pub fn decode_cursor(cursor: &str) -> Result<OrderId, ApiError> {
 pub fn text_field(name: &str, value: &str, errors: &mut Vec<FieldError>) -> String {
     let value = value.trim();
     let len = value.chars().count();
-    if len == 0 || len > MAX_TEXT {
+    if check_text(name, value, &[], errors) && (len == 0 || len > MAX_TEXT) {
         errors.push(FieldError::new(
             name,
             format!("is required, 1 to {MAX_TEXT} characters"),
@@ -134,12 +146,21 @@ pub fn text_field(name: &str, value: &str, errors: &mut Vec<FieldError>) -> Stri
     value.to_owned()
 }
 
+/// Control characters a free-text reason may hold: line breaks and tabs.
+const REASON_ALLOWS: &[char] = &['\n', '\r', '\t'];
+
 /// An optional cancellation reason: trimmed, empty is none, at most 500
-/// characters.
+/// characters, line breaks and tabs its only control characters.
 pub fn cancel_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
     let reason = reason
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
+    let mut errors = Vec::new();
+    if let Some(r) = &reason
+        && !check_text("reason", r, REASON_ALLOWS, &mut errors)
+    {
+        return Err(ApiError::validation(errors));
+    }
     if reason
         .as_ref()
         .is_some_and(|r| r.chars().count() > MAX_REASON)

@@ -16,7 +16,7 @@ use deadpool_postgres::Pool;
 use input::bearer_token;
 use order_shared::db::Emit;
 use order_shared::db::orders::{self, CreateOrder, Created, OrderQuery};
-use order_shared::domain::{Change, OrderId, UserId};
+use order_shared::domain::{Change, OrderId, UserId, check_text};
 use order_shared::trace::TraceParent;
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
@@ -160,6 +160,12 @@ impl OrdersApi {
         user_id: Query<Option<String>>,
     ) -> Result<Json<OrderPageBody>, ApiError> {
         let caller = auth.0;
+        let mut errors = Vec::new();
+        if let Some(user) = &user_id.0
+            && !check_text("userId", user, &[], &mut errors)
+        {
+            return Err(ApiError::validation(errors));
+        }
         let user_filter = match (caller.is_admin, user_id.0.map(UserId::new)) {
             (true, filter) => filter,
             (false, Some(other)) if other != caller.user_id => {
