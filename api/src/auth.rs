@@ -35,7 +35,7 @@ pub struct AuthSettings {
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The one 401 detail: which check failed goes to the log only.
-const REJECTED: &str = "The bearer token is missing, malformed, expired or not trusted.";
+pub const REJECTED: &str = "The bearer token is missing, malformed, expired or not trusted.";
 
 /// The claims we read. `roles` is optional; `exp` is enforced by validation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +204,25 @@ pub fn mint_hs256(
         &claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
+}
+
+/// The caller of a raw request (`Authorization: Bearer <JWT>`), for the
+/// middleware that authenticates before it reads a body.
+pub fn authenticate(verifier: &JwtVerifier, req: &Request) -> Result<Caller, ApiError> {
+    let token = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match token {
+        Some(token) => verifier.verify(token),
+        None => {
+            tracing::info!(reason = "no bearer token", "Rejected bearer token.");
+            Err(ApiError::unauthorized(REJECTED))
+        }
+    }
 }
 
 /// `Authorization: Bearer <JWT>`.

@@ -19,6 +19,12 @@ pub struct ApiSettings {
     pub cart_service_url: Option<String>,
     /// Upper bound of a request, database waits included; then 503.
     pub request_timeout: Duration,
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`: a request head must arrive within it.
+    pub header_read_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_MS`: a keep-alive connection may idle this long.
+    pub idle_timeout: Duration,
+    /// `HTTP_BODY_READ_TIMEOUT_MS`: a request body must arrive within it (408).
+    pub body_read_timeout: Duration,
     pub max_body_bytes: usize,
     pub idempotency_ttl: Duration,
     /// NOTIFY the relay in the same transaction as each outbox row.
@@ -53,6 +59,9 @@ impl ApiSettings {
             product_service_url: service_url(env, "PRODUCT_SERVICE_URL")?,
             cart_service_url: service_url(env, "CART_SERVICE_URL")?,
             request_timeout: millis(env, "REQUEST_TIMEOUT_MS", 10_000, 100..=300_000)?,
+            header_read_timeout: millis(env, "HTTP_HEADER_READ_TIMEOUT_MS", 5_000, 100..=60_000)?,
+            idle_timeout: millis(env, "HTTP_IDLE_TIMEOUT_MS", 60_000, 100..=3_600_000)?,
+            body_read_timeout: millis(env, "HTTP_BODY_READ_TIMEOUT_MS", 10_000, 100..=300_000)?,
             max_body_bytes: parse_in_range(env, "MAX_BODY_BYTES", 256 * 1024, 1024..=16 << 20)?,
             idempotency_ttl: Duration::from_secs(
                 3600 * parse_in_range(env, "IDEMPOTENCY_KEY_TTL_HOURS", 24_u64, 1..=24 * 30)?,

@@ -2,25 +2,35 @@
 //! with the trace id, Prometheus request metrics, and the rule that every
 //! error leaves as `application/problem+json`.
 
+use crate::auth::{JwtVerifier, authenticate};
 use crate::problem::{PROBLEM_CONTENT_TYPE, Problem, types};
 use order_shared::trace::{TRACEPARENT, TraceParent};
+use poem::error::ReadBodyError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Settings of [`HttpLayer`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLayer {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// The body must arrive within this (408 after).
+    pub body_read_timeout: Duration,
+    /// Authenticates `/api/orders` writes before their body is read.
+    pub verifier: Arc<JwtVerifier>,
 }
 
 impl<E: Endpoint> Middleware<E> for HttpLayer {
     type Output = HttpEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        HttpEndpoint { inner, cfg: *self }
+        HttpEndpoint {
+            inner,
+            cfg: self.clone(),
+        }
     }
 }
 
@@ -68,6 +78,7 @@ fn allowed_methods(route: &str) -> Option<&'static str> {
 fn problem_response(status: StatusCode, detail: String) -> Response {
     let ty = match status {
         StatusCode::PAYLOAD_TOO_LARGE => types::PAYLOAD_TOO_LARGE,
+        StatusCode::REQUEST_TIMEOUT => types::REQUEST_TIMEOUT,
         StatusCode::SERVICE_UNAVAILABLE => types::UNAVAILABLE,
         StatusCode::UNAUTHORIZED => types::UNAUTHORIZED,
         StatusCode::BAD_REQUEST => types::BAD_REQUEST,
@@ -172,7 +183,14 @@ async fn finish(mut resp: Response, route: &str, trace_id: &str) -> Response {
 }
 
 impl<E: Endpoint> HttpEndpoint<E> {
-    async fn limit_body(&self, req: &mut Request) -> Option<Response> {
+    /// For a request with a body: a declared size over the limit is 413
+    /// at once; an `/api/orders` write is authenticated before a byte of
+    /// its body is read (401); then the body is read within
+    /// `body_read_timeout` (408) and at most `max_body_bytes` (413).
+    async fn read_body(&self, req: &mut Request, route: &str) -> Option<Response> {
+        if !matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT) {
+            return None;
+        }
         let too_large = || {
             problem_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -187,24 +205,41 @@ impl<E: Endpoint> HttpEndpoint<E> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        match declared {
-            Some(len) if len > self.cfg.max_body_bytes => Some(too_large()),
-            Some(_) => None,
-            // No length (chunked): read at most the limit, then put it back.
-            None if matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT) => {
-                match req
-                    .take_body()
-                    .into_bytes_limit(self.cfg.max_body_bytes)
-                    .await
-                {
-                    Ok(bytes) => {
-                        req.set_body(Body::from_bytes(bytes));
-                        None
-                    }
-                    Err(_) => Some(too_large()),
-                }
+        if declared.is_some_and(|len| len > self.cfg.max_body_bytes) {
+            return Some(too_large());
+        }
+        if route.starts_with("/api/orders")
+            && let Err(refused) = authenticate(&self.cfg.verifier, req)
+        {
+            return Some(refused.into_response());
+        }
+        let body = req.take_body().into_bytes_limit(self.cfg.max_body_bytes);
+        match tokio::time::timeout(self.cfg.body_read_timeout, body).await {
+            Ok(Ok(bytes)) => {
+                req.set_body(Body::from_bytes(bytes));
+                None
             }
-            None => None,
+            Ok(Err(ReadBodyError::PayloadTooLarge)) => Some(too_large()),
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "Reading the request body failed.");
+                Some(problem_response(
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read.".to_owned(),
+                ))
+            }
+            Err(_) => {
+                metrics::counter!("http_slow_clients_cut_total", "phase" => "body").increment(1);
+                let mut resp = problem_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "The request body did not arrive within {} ms.",
+                        self.cfg.body_read_timeout.as_millis()
+                    ),
+                );
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Some(resp)
+            }
         }
     }
 }
@@ -239,7 +274,7 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
             );
         }
         let resp = async {
-            if let Some(resp) = self.limit_body(&mut req).await {
+            if let Some(resp) = self.read_body(&mut req, route).await {
                 return resp;
             }
             match tokio::time::timeout(self.cfg.request_timeout, self.inner.call(req)).await {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod http;
 pub mod problem;
 pub mod routes;

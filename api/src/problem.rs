@@ -28,7 +28,9 @@ pub mod types {
     pub const INVALID_TRANSITION: &str = "/problems/invalid-transition";
     /// The Idempotency-Key was used with another body.
     pub const IDEMPOTENCY_KEY_REUSED: &str = "/problems/idempotency-key-reused";
-    /// The body is over `HTTP_MAX_BODY_BYTES`.
+    /// The body did not arrive within `HTTP_BODY_READ_TIMEOUT_MS`.
+    pub const REQUEST_TIMEOUT: &str = "/problems/request-timeout";
+    /// The body is over `MAX_BODY_BYTES`.
     pub const PAYLOAD_TOO_LARGE: &str = "/problems/payload-too-large";
     /// A dependency is down, or the request timed out.
     pub const UNAVAILABLE: &str = "/problems/unavailable";

@@ -3,6 +3,7 @@
 
 use crate::auth::JwtVerifier;
 use crate::config::ApiSettings;
+use crate::conn::{ConnLimits, GuardedAcceptor};
 use crate::http::HttpLayer;
 use crate::routes::{health, orders::OrdersApi};
 use crate::upstream::{CartClient, ProductClient};
@@ -22,7 +23,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// A bound, not yet running API server.
 pub struct Application {
     port: u16,
-    acceptor: TcpAcceptor,
+    acceptor: GuardedAcceptor<TcpAcceptor>,
     app: poem::endpoint::BoxEndpoint<'static>,
     pool: Pool,
     shutdown: CancellationToken,
@@ -68,7 +69,7 @@ impl Application {
             .at("/health/live", poem::get(health::live))
             .at("/health/ready", poem::get(health::ready))
             .at("/metrics", poem::get(health::metrics))
-            .data(verifier)
+            .data(verifier.clone())
             .data(pool.clone())
             .data(order_shared::telemetry::prometheus()?);
         let route = if settings.cors_allowed_origins.is_empty() {
@@ -93,11 +94,20 @@ impl Application {
             .with(HttpLayer {
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: settings.request_timeout,
+                body_read_timeout: settings.body_read_timeout,
+                verifier: verifier.clone(),
             })
             .boxed();
 
         let (acceptor, port) =
             order_shared::listen::bind(&settings.host, settings.port, "API_HOST/API_PORT").await?;
+        let acceptor = GuardedAcceptor::new(
+            acceptor,
+            ConnLimits {
+                header_read: settings.header_read_timeout,
+                idle: settings.idle_timeout,
+            },
+        );
         Ok(Application {
             port,
             acceptor,

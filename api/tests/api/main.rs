@@ -10,5 +10,6 @@ mod ops;
 mod outage;
 mod read;
 mod services;
+mod slow_clients;
 mod tokens;
 mod transitions;
