@@ -29,6 +29,8 @@ pub struct ApiSettings {
     pub idempotency_ttl: Duration,
     /// NOTIFY the relay in the same transaction as each outbox row.
     pub outbox_notify: bool,
+    /// `RATE_LIMIT_ORDERS_PER_MINUTE`: creations per user and minute (none: off).
+    pub orders_per_minute: Option<std::num::NonZeroU32>,
 }
 
 impl ApiSettings {
@@ -67,6 +69,12 @@ impl ApiSettings {
                 3600 * parse_in_range(env, "IDEMPOTENCY_KEY_TTL_HOURS", 24_u64, 1..=24 * 30)?,
             ),
             outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
+            orders_per_minute: std::num::NonZeroU32::new(parse_in_range(
+                env,
+                "RATE_LIMIT_ORDERS_PER_MINUTE",
+                0,
+                0..=1_000_000,
+            )?),
             common,
         })
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod limits;
 pub mod problem;
 pub mod routes;
 pub mod startup;

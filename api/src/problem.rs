@@ -32,6 +32,8 @@ pub mod types {
     pub const REQUEST_TIMEOUT: &str = "/problems/request-timeout";
     /// The body is over `MAX_BODY_BYTES`.
     pub const PAYLOAD_TOO_LARGE: &str = "/problems/payload-too-large";
+    /// Too many requests: wait `Retry-After` seconds.
+    pub const RATE_LIMITED: &str = "/problems/rate-limited";
     /// A dependency is down, or the request timed out.
     pub const UNAVAILABLE: &str = "/problems/unavailable";
     /// The status code says it all (RFC 9457).
@@ -104,6 +106,9 @@ pub enum ApiError {
     /// The Idempotency-Key was used with another request body.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
+    /// Too many orders created by this user; retry after `Retry-After` seconds.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] String),
     /// An unexpected failure; details are in the server log.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
@@ -172,6 +177,17 @@ impl ApiError {
             types::UNAVAILABLE,
             detail,
         )))
+    }
+
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        ApiError::TooManyRequests(
+            Json(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                types::RATE_LIMITED,
+                format!("Too many orders; retry in {retry_after_secs} s."),
+            )),
+            retry_after_secs.to_string(),
+        )
     }
 
     pub fn internal() -> Self {

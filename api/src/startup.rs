@@ -5,6 +5,7 @@ use crate::auth::JwtVerifier;
 use crate::config::ApiSettings;
 use crate::conn::{ConnLimits, GuardedAcceptor};
 use crate::http::HttpLayer;
+use crate::limits::OrderRateLimit;
 use crate::routes::{health, orders::OrdersApi};
 use crate::upstream::{CartClient, ProductClient};
 use deadpool_postgres::Pool;
@@ -53,6 +54,9 @@ impl Application {
             shards: settings.common.outbox_shards,
             idempotency_ttl: settings.idempotency_ttl,
             notify: settings.outbox_notify,
+            rate_limit: settings
+                .orders_per_minute
+                .map(|n| Arc::new(OrderRateLimit::new(n))),
         };
         let api = OpenApiService::new(orders, "Order service", env!("CARGO_PKG_VERSION"))
             .description(

@@ -115,3 +115,27 @@ async fn control_characters_and_dot_ids_are_400_naming_the_field() {
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn order_creation_is_rate_limited_per_user_with_retry_after() {
+    let app = spawn_app_with(&[("RATE_LIMIT_ORDERS_PER_MINUTE", "2")]).await;
+    for _ in 0..2 {
+        let resp = app.post_order("alice", &order_body()).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let resp = app.post_order("alice", &order_body()).await;
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    let problem = assert_problem(resp, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(problem["type"], "/problems/rate-limited");
+    // Another user has a quota of their own; reads are not limited.
+    let resp = app.post_order("bob", &order_body()).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let list = app.get("/api/orders", &token("alice", false)).await;
+    assert_eq!(list.status(), StatusCode::OK);
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 3);
+}

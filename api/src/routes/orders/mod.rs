@@ -7,6 +7,7 @@ mod input;
 
 use crate::auth::{BearerAuth, Caller};
 use crate::http::traceparent;
+use crate::limits::OrderRateLimit;
 use crate::problem::ApiError;
 use crate::routes::wire::{
     CancelRequest, CreateOrderRequest, HistoryItem, OrderBody, OrderPageBody, ShipRequest, Status,
@@ -22,6 +23,7 @@ use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -41,6 +43,8 @@ pub struct OrdersApi {
     pub idempotency_ttl: Duration,
     /// NOTIFY the relay with each outbox row (`OUTBOX_NOTIFY`).
     pub notify: bool,
+    /// `RATE_LIMIT_ORDERS_PER_MINUTE`, when set.
+    pub rate_limit: Option<Arc<OrderRateLimit>>,
 }
 
 #[derive(ApiResponse)]
@@ -105,6 +109,9 @@ impl OrdersApi {
         body: Json<CreateOrderRequest>,
     ) -> Result<CreateResponse, ApiError> {
         let caller = auth.0;
+        if let Some(limit) = &self.rate_limit {
+            limit.check(&caller.user_id)?;
+        }
         let key = idempotency_key.0.as_deref();
         input::check_idempotency_key(key)?;
         let order =
