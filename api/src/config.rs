@@ -1,8 +1,11 @@
 //! `order-api` settings, from the environment (DESIGN section 7).
 
 use crate::auth::{AuthSettings, JwtKey};
+use crate::upstream::UpstreamSettings;
+use crate::upstream::breaker::BreakerSettings;
 use order_shared::config::{
     CommonSettings, ConfigError, Env, Secret, flag, millis, optional, parse_in_range, parse_or,
+    secs,
 };
 use std::time::Duration;
 
@@ -29,6 +32,8 @@ pub struct ApiSettings {
     pub idempotency_ttl: Duration,
     /// NOTIFY the relay in the same transaction as each outbox row.
     pub outbox_notify: bool,
+    /// How the product and cart services are called.
+    pub upstream: UpstreamSettings,
     /// `RATE_LIMIT_ORDERS_PER_MINUTE`: creations per user and minute (none: off).
     pub orders_per_minute: Option<std::num::NonZeroU32>,
 }
@@ -69,6 +74,14 @@ impl ApiSettings {
                 3600 * parse_in_range(env, "IDEMPOTENCY_KEY_TTL_HOURS", 24_u64, 1..=24 * 30)?,
             ),
             outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
+            upstream: UpstreamSettings {
+                timeout: millis(env, "UPSTREAM_TIMEOUT_MS", 3_000, 100..=60_000)?,
+                max_concurrency: parse_in_range(env, "UPSTREAM_MAX_CONCURRENCY", 8, 1..=256)?,
+                breaker: BreakerSettings {
+                    failures: parse_in_range(env, "UPSTREAM_BREAKER_FAILURES", 5, 1..=1000)?,
+                    open_for: secs(env, "UPSTREAM_BREAKER_OPEN_SECS", 30, 1..=3600)?,
+                },
+            },
             orders_per_minute: std::num::NonZeroU32::new(parse_in_range(
                 env,
                 "RATE_LIMIT_ORDERS_PER_MINUTE",

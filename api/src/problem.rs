@@ -114,7 +114,12 @@ pub enum ApiError {
     Internal(Json<Problem>),
     /// A dependency (database, product or cart service) is unavailable; retry later.
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>),
+    Unavailable(
+        Json<Problem>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        Option<String>,
+    ),
 }
 
 impl ApiError {
@@ -171,12 +176,26 @@ impl ApiError {
         )))
     }
 
+    /// 503; the middleware adds its default `Retry-After`.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        ApiError::Unavailable(Json(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            types::UNAVAILABLE,
-            detail,
-        )))
+        ApiError::Unavailable(
+            Json(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                types::UNAVAILABLE,
+                detail,
+            )),
+            None,
+        )
+    }
+
+    /// 503 with a known wait (an open circuit breaker).
+    pub fn unavailable_for(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        match ApiError::unavailable(detail) {
+            ApiError::Unavailable(problem, _) => {
+                ApiError::Unavailable(problem, Some(retry_after_secs.max(1).to_string()))
+            }
+            other => other,
+        }
     }
 
     pub fn too_many_requests(retry_after_secs: u64) -> Self {

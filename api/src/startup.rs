@@ -7,7 +7,7 @@ use crate::conn::{ConnLimits, GuardedAcceptor};
 use crate::http::HttpLayer;
 use crate::limits::OrderRateLimit;
 use crate::routes::{health, orders::OrdersApi};
-use crate::upstream::{CartClient, ProductClient};
+use crate::upstream::{CartClient, ProductClient, Upstream};
 use deadpool_postgres::Pool;
 use order_shared::db::purge::Purge;
 use poem::listener::TcpAcceptor;
@@ -39,9 +39,17 @@ impl Application {
         let pool = order_shared::db::build_pool(&settings.common.db)?;
         order_shared::db::pinned::verify_at_start(&pool, settings.common.outbox_shards).await?;
         let verifier = Arc::new(JwtVerifier::new(&settings.auth)?);
-        let http = crate::upstream::http::client(Duration::from_secs(3))?;
-        let products = ProductClient::new(http.clone(), settings.product_service_url.clone());
-        let carts = CartClient::new(http, settings.cart_service_url.clone());
+        let upstream = settings.upstream;
+        let http = crate::upstream::http::client(upstream.timeout)?;
+        let products = ProductClient::new(
+            Upstream::new("product", http.clone(), upstream.breaker),
+            settings.product_service_url.clone(),
+            upstream.max_concurrency,
+        );
+        let carts = CartClient::new(
+            Upstream::new("cart", http, upstream.breaker),
+            settings.cart_service_url.clone(),
+        );
         if !products.checks_prices() {
             tracing::warn!(
                 "PRODUCT_SERVICE_URL is unset: client prices are trusted. Do not run like this in production."

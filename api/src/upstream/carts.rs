@@ -1,6 +1,6 @@
 //! The cart service: checkout from the caller's cart.
 
-use super::http::{bad_status, bad_upstream, encode_segment, unreachable_service};
+use super::http::{Upstream, bad_status, bad_upstream, encode_segment};
 use crate::problem::ApiError;
 use order_shared::domain::FieldError;
 use serde::Deserialize;
@@ -26,14 +26,14 @@ pub struct Cart {
 /// Client of the cart service (`CART_SERVICE_URL`).
 #[derive(Debug, Clone)]
 pub struct CartClient {
-    http: reqwest::Client,
+    upstream: Upstream,
     base: Option<String>,
 }
 
 impl CartClient {
     /// A client of the service at `base`; none: checkout from a cart is refused.
-    pub fn new(http: reqwest::Client, base: Option<String>) -> Self {
-        CartClient { http, base }
+    pub fn new(upstream: Upstream, base: Option<String>) -> Self {
+        CartClient { upstream, base }
     }
 
     /// Reads the caller's cart, forwarding the caller's token.
@@ -44,13 +44,7 @@ impl CartClient {
             ));
         };
         let url = format!("{base}/api/carts/{}", encode_segment(cart_id));
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(bearer)
-            .send()
-            .await
-            .map_err(|e| unreachable_service("cart", &e))?;
+        let resp = self.upstream.get(&url, Some(bearer)).await?;
         match resp.status().as_u16() {
             200 => resp
                 .json::<Cart>()

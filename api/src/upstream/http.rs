@@ -1,10 +1,129 @@
 //! What the product and cart clients share: the HTTP client with its
-//! timeouts, the encoding of ids into a path, and the mapping of failures
+//! timeouts, one GET with a circuit breaker, a retry and metrics, the
+//! checking and encoding of ids into a path, and the mapping of failures
 //! to problem answers.
 
+use super::breaker::{Breaker, BreakerSettings};
 use crate::problem::ApiError;
 use order_shared::domain::{CONTROL_CHARACTERS, FieldError};
-use std::time::Duration;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the other services are called (`UPSTREAM_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamSettings {
+    /// Connect and whole-call timeout.
+    pub timeout: Duration,
+    /// `UPSTREAM_MAX_CONCURRENCY`: product lookups in flight per request.
+    pub max_concurrency: usize,
+    /// `UPSTREAM_BREAKER_FAILURES` and `UPSTREAM_BREAKER_OPEN_SECS`.
+    pub breaker: BreakerSettings,
+}
+
+/// One dependency: the shared HTTP client, its breaker and its name (the
+/// `service` label of `upstream_requests_total`,
+/// `upstream_request_duration_seconds` and `upstream_breaker_open`).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    service: &'static str,
+    http: reqwest::Client,
+    breaker: Arc<Breaker>,
+}
+
+/// Records a failure if the call is dropped before its outcome is known
+/// (the request timed out), so a half-open breaker never stays stuck.
+struct Admitted<'a> {
+    breaker: &'a Breaker,
+    done: bool,
+}
+
+impl Admitted<'_> {
+    fn record(mut self, ok: bool) {
+        self.done = true;
+        self.breaker.record(ok, Instant::now());
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.breaker.record(false, Instant::now());
+        }
+    }
+}
+
+/// 50 to 150 ms, random: the pause before the one retry.
+fn jitter() -> Duration {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(50 + random % 101)
+}
+
+impl Upstream {
+    /// The dependency `service`, called with `http`.
+    pub fn new(service: &'static str, http: reqwest::Client, breaker: BreakerSettings) -> Self {
+        Upstream {
+            service,
+            http,
+            breaker: Arc::new(Breaker::new(service, breaker)),
+        }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        metrics::counter!("upstream_requests_total", "service" => self.service, "outcome" => outcome)
+            .increment(1);
+    }
+
+    /// GETs `url` (with the caller's token when given). A GET is
+    /// idempotent: when the service fails (5xx) or does not answer, it is
+    /// asked once more after a random 50-150 ms. Any answer below 500 is
+    /// returned; a failure after the retry, or an open breaker, is a 503.
+    pub async fn get(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<reqwest::Response, ApiError> {
+        if let Err(wait) = self.breaker.admit(Instant::now()) {
+            self.count("rejected");
+            return Err(ApiError::unavailable_for(
+                format!("The {} service is unavailable; retry later.", self.service),
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            ));
+        }
+        let admitted = Admitted {
+            breaker: &self.breaker,
+            done: false,
+        };
+        let mut retried = false;
+        loop {
+            let started = Instant::now();
+            let mut request = self.http.get(url);
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            let result = request.send().await;
+            metrics::histogram!("upstream_request_duration_seconds", "service" => self.service)
+                .record(started.elapsed().as_secs_f64());
+            let failed = result
+                .as_ref()
+                .map_or(true, |r| r.status().is_server_error());
+            self.count(if failed { "failure" } else { "ok" });
+            if failed && !retried {
+                retried = true;
+                tokio::time::sleep(jitter()).await;
+                continue;
+            }
+            admitted.record(!failed);
+            return match result {
+                Ok(resp) if !failed => Ok(resp),
+                Ok(resp) => Err(bad_status(self.service, resp.status().as_u16())),
+                Err(e) => Err(unreachable_service(self.service, &e)),
+            };
+        }
+    }
+}
 
 /// The HTTP client of the other services cannot be built (a TLS backend
 /// that fails to start): a start-up error, never a client without timeouts.

@@ -1,11 +1,13 @@
 //! The product service: the authoritative prices. Without it the client's
 //! prices are trusted (development only).
 
-use super::http::{encode_segment, unreachable_service};
+use super::http::{Upstream, bad_status, bad_upstream, encode_segment};
 use crate::problem::ApiError;
 use order_shared::domain::FieldError;
 use order_shared::domain::ItemInput;
 use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// A product as the product service describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,14 +22,20 @@ pub struct Product {
 /// Client of the product service (`PRODUCT_SERVICE_URL`).
 #[derive(Debug, Clone)]
 pub struct ProductClient {
-    http: reqwest::Client,
+    upstream: Upstream,
     base: Option<String>,
+    /// Lookups in flight per request (`UPSTREAM_MAX_CONCURRENCY`).
+    max_concurrency: usize,
 }
 
 impl ProductClient {
     /// A client of the service at `base`; none: prices are not checked.
-    pub fn new(http: reqwest::Client, base: Option<String>) -> Self {
-        ProductClient { http, base }
+    pub fn new(upstream: Upstream, base: Option<String>, max_concurrency: usize) -> Self {
+        ProductClient {
+            upstream,
+            base,
+            max_concurrency: max_concurrency.max(1),
+        }
     }
 
     /// Whether prices are checked at all.
@@ -36,29 +44,39 @@ impl ProductClient {
     }
 
     /// Checks every line against the product service: known, active, same
-    /// price and currency. Lines are checked concurrently.
+    /// price and currency. Lines are checked concurrently, at most
+    /// `max_concurrency` at a time.
     pub async fn check_prices(&self, currency: &str, items: &[ItemInput]) -> Result<(), ApiError> {
         let Some(base) = &self.base else {
             return Ok(());
         };
+        let permits = Arc::new(Semaphore::new(self.max_concurrency));
         let mut lookups = tokio::task::JoinSet::new();
         for (i, item) in items.iter().enumerate() {
-            let http = self.http.clone();
+            let upstream = self.upstream.clone();
+            let permits = permits.clone();
             let url = format!("{base}/api/products/{}", encode_segment(&item.product_id));
             lookups.spawn(async move {
-                let resp = http.get(&url).send().await?;
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| ApiError::internal_from(&e))?;
+                let resp = upstream.get(&url, None).await?;
                 let found = match resp.status().as_u16() {
                     404 => None,
-                    _ => Some(resp.error_for_status()?.json::<Product>().await?),
+                    200 => Some(
+                        resp.json::<Product>()
+                            .await
+                            .map_err(|e| bad_upstream("product", &e))?,
+                    ),
+                    status => return Err(bad_status("product", status)),
                 };
-                Ok::<_, reqwest::Error>((i, found))
+                Ok::<_, ApiError>((i, found))
             });
         }
         let mut errors = Vec::new();
         while let Some(joined) = lookups.join_next().await {
-            let (i, found) = joined
-                .map_err(|e| ApiError::internal_from(&e))?
-                .map_err(|e| unreachable_service("product", &e))?;
+            let (i, found) = joined.map_err(|e| ApiError::internal_from(&e))??;
             let item = &items[i];
             let field = format!("items[{i}].productId");
             match found {

@@ -13,3 +13,4 @@ mod services;
 mod slow_clients;
 mod tokens;
 mod transitions;
+mod upstream;
