@@ -3,7 +3,8 @@
 //! error leaves as `application/problem+json`.
 
 use crate::auth::{JwtVerifier, authenticate};
-use crate::problem::{PROBLEM_CONTENT_TYPE, Problem, types};
+use crate::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem, types};
+use order_shared::domain::FieldError;
 use order_shared::trace::{TRACEPARENT, TraceParent};
 use poem::error::ReadBodyError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
@@ -114,6 +115,12 @@ async fn ensure_problem(resp: Response, route: &str) -> Response {
     } else {
         detail
     };
+    if status == StatusCode::BAD_REQUEST
+        && let Some(field) = invalid_parameter(&detail)
+    {
+        let error = FieldError::new(field, detail.clone());
+        return ApiError::validation(vec![error]).into_response();
+    }
     let mut resp = problem_response(status, detail);
     if status == StatusCode::METHOD_NOT_ALLOWED
         && let Some(allow) = allowed_methods(route)
@@ -122,6 +129,15 @@ async fn ensure_problem(resp: Response, route: &str) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     resp
+}
+
+/// The parameter a framework error names (`failed to parse parameter
+/// `userId`: ...`), so that its 400 names the field like the handlers' do.
+fn invalid_parameter(detail: &str) -> Option<&str> {
+    let rest = detail
+        .strip_prefix("failed to parse parameter `")
+        .or_else(|| detail.strip_prefix("failed to parse path `"))?;
+    rest.split('`').next().filter(|name| !name.is_empty())
 }
 
 /// The request's valid `traceparent` header, if any (the one parser:

@@ -103,6 +103,15 @@ pub enum ApiError {
     /// The order's status does not allow this change.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The request body did not arrive within `HTTP_BODY_READ_TIMEOUT_MS`.
+    #[oai(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Json<Problem>),
+    /// The request body is larger than `MAX_BODY_BYTES`.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The request body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// The Idempotency-Key was used with another request body.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),

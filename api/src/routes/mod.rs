@@ -1,5 +1,6 @@
 //! HTTP routes: the OpenAPI-described orders resource, health and metrics.
 
 pub mod health;
+pub mod lenient;
 pub mod orders;
 pub mod wire;

@@ -3,7 +3,8 @@
 
 use order_shared::domain::{AddressInput, ItemInput, ShippingAddress};
 use order_shared::domain::{HistoryEntry, Order, OrderLine, OrderStatus};
-use poem_openapi::{Enum, Object};
+use poem_openapi::{Enum, Object, Union};
+use serde::Deserialize;
 use uuid::Uuid;
 
 /// Order status.
@@ -41,41 +42,98 @@ impl From<Status> for OrderStatus {
     }
 }
 
+// The limits below are the domain's (`order_shared::domain::new_order`,
+// `upstream::http::check_path_id`), written as schema validators so that
+// the document states them; a test compares both. Request bodies are read
+// with `Lenient`, so the handler reports every broken limit at once.
+
 /// One line of a create request.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Deserialize, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ItemRequest {
-    /// 1..64 characters; each product at most once per order.
+    /// 1..64 characters, no surrounding spaces, not `.` or `..`, no `/`,
+    /// `\`, or control characters. Lines of one product are merged
+    /// (quantities added, at most 10000) and must agree on `unitPrice`.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^(?:[^\\s./\\\\\\u0000-\\u001f\\u007f-\\u009f]|[^\\s./\\\\\\u0000-\\u001f\\u007f-\\u009f][^\\s/\\\\\\u0000-\\u001f\\u007f-\\u009f]|\\.[^\\s./\\\\\\u0000-\\u001f\\u007f-\\u009f]|[^\\s/\\\\\\u0000-\\u001f\\u007f-\\u009f][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]+[^\\s/\\\\\\u0000-\\u001f\\u007f-\\u009f])$"
+    ))]
     pub product_id: String,
     /// 1..10000.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
     pub quantity: i64,
     /// Price of one unit in the currency's minor unit (cents), 0..10^9.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
     pub unit_price: i64,
+}
+
+/// A postal address to ship to. Text fields hold no control characters;
+/// the required ones at least one non-space character.
+#[derive(Object, Deserialize, Debug, Clone, Default)]
+#[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
+pub struct AddressRequest {
+    /// 1..200 characters.
+    #[oai(validator(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    ))]
+    pub name: String,
+    /// 1..200 characters.
+    #[oai(validator(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    ))]
+    pub line1: String,
+    /// Up to 200 characters; null, empty or blank: none.
+    #[oai(
+        nullable,
+        validator(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
+    )]
+    pub line2: Option<String>,
+    /// 1..200 characters.
+    #[oai(validator(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    ))]
+    pub city: String,
+    /// Up to 200 characters; null, empty or blank: none.
+    #[oai(
+        nullable,
+        validator(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
+    )]
+    pub state: Option<String>,
+    /// 1..200 characters.
+    #[oai(validator(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    ))]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 in upper case, e.g. `US`.
+    #[oai(validator(pattern = "^[A-Z]{2}$"))]
+    pub country: String,
 }
 
 /// A postal address.
 #[derive(Object, Debug, Clone, Default)]
 #[oai(rename_all = "camelCase")]
 pub struct Address {
-    #[oai(default)]
     pub name: String,
-    #[oai(default)]
     pub line1: String,
     #[oai(skip_serializing_if_is_none)]
     pub line2: Option<String>,
-    #[oai(default)]
     pub city: String,
     #[oai(skip_serializing_if_is_none)]
     pub state: Option<String>,
-    #[oai(default)]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `US`.
-    #[oai(default)]
     pub country: String,
 }
 
-impl From<Address> for AddressInput {
-    fn from(a: Address) -> Self {
+impl From<AddressRequest> for AddressInput {
+    fn from(a: AddressRequest) -> Self {
         AddressInput {
             name: a.name,
             line1: a.line1,
@@ -102,17 +160,54 @@ impl From<ShippingAddress> for Address {
     }
 }
 
-/// Create an order from `items`, or from the caller's cart with `cartId`.
+/// A create request as read: `items` or `cartId` (see [`CreateOrderBody`]
+/// for what the document states).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrderRequest {
+    pub currency: Option<String>,
+    pub items: Option<Vec<ItemRequest>>,
+    pub cart_id: Option<String>,
+    pub shipping_address: Option<AddressRequest>,
+}
+
+/// Create an order from its lines.
 #[derive(Object, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
-pub struct CreateOrderRequest {
-    /// ISO 4217 code, e.g. `USD` (may be omitted with `cartId` when the cart has one).
+pub struct ItemsOrder {
+    /// ISO 4217 code in upper case, e.g. `USD`.
+    #[oai(validator(pattern = "^[A-Z]{3}$"))]
+    pub currency: String,
+    /// 1..100 lines.
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub items: Vec<ItemRequest>,
+    pub shipping_address: AddressRequest,
+}
+
+/// Check out the caller's cart of the cart service.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct CartOrder {
+    /// The cart's id: 1..64 characters, not `.` or `..`, no `/`, `\` or
+    /// control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^(?:[^./\\\\\\u0000-\\u001f\\u007f-\\u009f]|[^./\\\\\\u0000-\\u001f\\u007f-\\u009f][^/\\\\\\u0000-\\u001f\\u007f-\\u009f]|\\.[^./\\\\\\u0000-\\u001f\\u007f-\\u009f]|[^/\\\\\\u0000-\\u001f\\u007f-\\u009f]{3,})$"
+    ))]
+    pub cart_id: String,
+    /// ISO 4217 code; by default (absent or null) the cart's.
+    #[oai(nullable, validator(pattern = "^[A-Z]{3}$"))]
     pub currency: Option<String>,
-    /// 1..100 lines; give either `items` or `cartId`.
-    pub items: Option<Vec<ItemRequest>>,
-    /// Check out this cart of the cart service instead of sending `items`.
-    pub cart_id: Option<String>,
-    pub shipping_address: Option<Address>,
+    pub shipping_address: AddressRequest,
+}
+
+/// Create an order: either its `items` or a `cartId`, never both.
+#[derive(Union, Debug, Clone)]
+#[oai(one_of)]
+pub enum CreateOrderBody {
+    Items(ItemsOrder),
+    Cart(CartOrder),
 }
 
 impl From<ItemRequest> for ItemInput {
@@ -235,18 +330,35 @@ impl From<HistoryEntry> for HistoryItem {
 }
 
 /// Body of PATCH /cancel (optional).
-#[derive(Object, Debug, Clone, Default)]
+#[derive(Object, Deserialize, Debug, Clone, Default)]
 pub struct CancelRequest {
-    /// Up to 500 characters.
+    /// Up to 500 characters; line breaks and tabs are the only control
+    /// characters allowed. Null, empty or blank: no reason.
+    #[oai(
+        nullable,
+        validator(
+            max_length = 500,
+            pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+        )
+    )]
     pub reason: Option<String>,
 }
 
 /// Body of PATCH /ship.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Deserialize, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ShipRequest {
-    /// 1..100 characters.
+    /// 1..100 characters, not blank, no control characters.
+    #[oai(validator(
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    ))]
     pub carrier: String,
-    /// 1..100 characters.
+    /// 1..100 characters, not blank, no control characters.
+    #[oai(validator(
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    ))]
     pub tracking_number: String,
 }

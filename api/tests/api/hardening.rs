@@ -139,3 +139,64 @@ async fn order_creation_is_rate_limited_per_user_with_retry_after() {
     assert_eq!(list.status(), StatusCode::OK);
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 3);
 }
+
+#[tokio::test]
+async fn the_document_states_the_domain_limits() {
+    use order_shared::domain::money::MAX_UNIT_PRICE;
+    use order_shared::domain::new_order::{MAX_ITEMS, MAX_PRODUCT_ID_CHARS, MAX_QUANTITY};
+
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let item = &schemas["ItemRequest"]["properties"];
+    let number = |v: &serde_json::Value| v.as_f64().expect("a number");
+    assert_eq!(number(&item["quantity"]["maximum"]), MAX_QUANTITY as f64);
+    assert_eq!(number(&item["quantity"]["minimum"]), 1.0);
+    assert_eq!(number(&item["unitPrice"]["maximum"]), MAX_UNIT_PRICE as f64);
+    assert_eq!(item["productId"]["maxLength"], MAX_PRODUCT_ID_CHARS);
+    assert_eq!(
+        schemas["ItemsOrder"]["properties"]["items"]["maxItems"],
+        MAX_ITEMS
+    );
+    let content = &spec["paths"]["/orders"]["post"]["requestBody"]["content"];
+    let body = &content.as_object().unwrap().values().next().unwrap()["schema"];
+    let one_of = schemas["CreateOrderBody"]["oneOf"].as_array().map(Vec::len);
+    assert!(
+        body["$ref"].as_str().unwrap().ends_with("CreateOrderBody"),
+        "{body}"
+    );
+    assert_eq!(one_of, Some(2), "items or cartId");
+    assert_eq!(
+        schemas["CancelRequest"]["properties"]["reason"]["nullable"],
+        true
+    );
+    assert!(schemas["Problem"]["properties"]["instance"].is_object());
+    let list = &spec["paths"]["/orders"]["get"]["parameters"];
+    let cursor = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cursor")
+        .unwrap();
+    assert!(cursor["schema"]["pattern"].is_string());
+    // The regexes the document states refuse what the domain refuses.
+    let product_id = regex_of(&item["productId"]);
+    for bad in [".", "..", "a/b", " a", "a\u{0}"] {
+        assert!(!product_id.is_match(bad), "{bad:?}");
+    }
+    for good in ["sku-1", "...", ".a", "a.", "a b"] {
+        assert!(product_id.is_match(good), "{good:?}");
+    }
+}
+
+fn regex_of(schema: &serde_json::Value) -> regex::Regex {
+    regex::Regex::new(schema["pattern"].as_str().expect("pattern")).unwrap()
+}

@@ -92,9 +92,10 @@ pub struct NewOrder {
 impl NewOrder {
     /// Applies the business rules and reports every invalid field at once.
     ///
-    /// Duplicate product ids are refused rather than merged: two lines of one
-    /// product with different prices have no obvious meaning, and the client
-    /// can merge its own cart.
+    /// Lines of one product are merged into the first (quantities added,
+    /// at most 10000 in all) when they agree on the unit price; a product
+    /// sent at two prices is refused: that has no obvious meaning, and an
+    /// order holds one line per product.
     pub fn parse(input: NewOrderInput) -> Result<NewOrder, Vec<FieldError>> {
         let mut errors = Vec::new();
         let currency = Currency::parse(&input.currency)
@@ -107,10 +108,18 @@ impl NewOrder {
                 format!("must hold between 1 and {MAX_ITEMS} items"),
             ));
         }
-        let mut lines = Vec::with_capacity(input.items.len());
+        let mut lines: Vec<OrderLine> = Vec::with_capacity(input.items.len());
         for (i, item) in input.items.iter().enumerate() {
-            if let Some(line) = parse_line(i, item, &input.items[..i], &mut errors) {
-                lines.push(line);
+            let Some(line) = parse_line(i, item, &mut errors) else {
+                continue;
+            };
+            match lines.iter_mut().find(|l| l.product_id == line.product_id) {
+                None => lines.push(line),
+                Some(first) if first.unit_price != line.unit_price => errors.push(FieldError::new(
+                    format!("items[{i}].productId"),
+                    "appears again with another unitPrice; send one price per product",
+                )),
+                Some(first) => merge(i, first, &line, &mut errors),
             }
         }
         let shipping_address = parse_address(&input.shipping_address, &mut errors);
@@ -131,12 +140,22 @@ impl NewOrder {
     }
 }
 
-fn parse_line(
-    i: usize,
-    item: &ItemInput,
-    earlier: &[ItemInput],
-    errors: &mut Vec<FieldError>,
-) -> Option<OrderLine> {
+/// Adds `line` (at `items[i]`) to the `first` line of its product.
+fn merge(i: usize, first: &mut OrderLine, line: &OrderLine, errors: &mut Vec<FieldError>) {
+    let sum = i64::from(first.quantity.get()) + i64::from(line.quantity.get());
+    match Quantity::new(sum) {
+        Ok(quantity) => {
+            first.quantity = quantity;
+            first.line_total = first.line_total.saturating_add(line.line_total);
+        }
+        Err(e) => errors.push(FieldError::new(
+            format!("items[{i}].quantity"),
+            format!("with the earlier lines of this product: {e}"),
+        )),
+    }
+}
+
+fn parse_line(i: usize, item: &ItemInput, errors: &mut Vec<FieldError>) -> Option<OrderLine> {
     let before = errors.len();
     let field = |name: &str| format!("items[{i}].{name}");
     let chars = item.product_id.chars().count();
@@ -149,11 +168,6 @@ fn parse_line(
         errors.push(FieldError::new(
             field("productId"),
             format!("must be 1 to {MAX_PRODUCT_ID_CHARS} characters without surrounding spaces"),
-        ));
-    } else if earlier.iter().any(|e| e.product_id == item.product_id) {
-        errors.push(FieldError::new(
-            field("productId"),
-            "appears more than once; send one line per product",
         ));
     }
     let quantity = Quantity::new(item.quantity)
@@ -196,12 +210,15 @@ pub fn check_text(
 }
 
 fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> ShippingAddress {
+    // Lengths count the text as sent (the OpenAPI document's maxLength);
+    // the stored value is trimmed.
     let mut required = |name: &str, value: &str| {
-        let len = value.trim().chars().count();
         let field = format!("shippingAddress.{name}");
-        if check_text(&field, value, &[], errors) && (len == 0 || len > MAX_ADDRESS_FIELD_CHARS) {
+        if check_text(&field, value, &[], errors)
+            && (value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS)
+        {
             errors.push(FieldError::new(
-                format!("shippingAddress.{name}"),
+                field,
                 format!("is required, at most {MAX_ADDRESS_FIELD_CHARS} characters"),
             ));
         }
@@ -211,8 +228,8 @@ fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> Shipping
     let line1 = required("line1", &input.line1);
     let city = required("city", &input.city);
     let postal_code = required("postalCode", &input.postal_code);
-    let country = input.country.trim().to_owned();
-    if check_text("shippingAddress.country", &input.country, &[], errors)
+    let country = input.country.clone();
+    if check_text("shippingAddress.country", &country, &[], errors)
         && (country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()))
     {
         errors.push(FieldError::new(
@@ -221,16 +238,15 @@ fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> Shipping
         ));
     }
     let mut optional = |name: &str, value: &Option<String>| {
-        let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty())?;
+        let raw = value.as_deref()?;
         let field = format!("shippingAddress.{name}");
-        if check_text(&field, value, &[], errors) && value.chars().count() > MAX_ADDRESS_FIELD_CHARS
-        {
+        if check_text(&field, raw, &[], errors) && raw.chars().count() > MAX_ADDRESS_FIELD_CHARS {
             errors.push(FieldError::new(
-                format!("shippingAddress.{name}"),
+                field,
                 format!("must be at most {MAX_ADDRESS_FIELD_CHARS} characters"),
             ));
         }
-        Some(value.to_owned())
+        Some(raw.trim().to_owned()).filter(|v| !v.is_empty())
     };
     ShippingAddress {
         line2: optional("line2", &input.line2),
@@ -244,137 +260,4 @@ fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> Shipping
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn address() -> AddressInput {
-        AddressInput {
-            name: "Ada Lovelace".into(),
-            line1: "1 Main St".into(),
-            city: "London".into(),
-            postal_code: "N1".into(),
-            country: "GB".into(),
-            ..AddressInput::default()
-        }
-    }
-
-    fn item(id: &str, quantity: i64, unit_price: i64) -> ItemInput {
-        ItemInput {
-            product_id: id.into(),
-            quantity,
-            unit_price,
-        }
-    }
-
-    fn input(items: Vec<ItemInput>) -> NewOrderInput {
-        NewOrderInput {
-            currency: "USD".into(),
-            items,
-            shipping_address: address(),
-        }
-    }
-
-    fn fields(errors: Vec<FieldError>) -> Vec<String> {
-        errors.into_iter().map(|e| e.field).collect()
-    }
-
-    #[test]
-    fn computes_line_and_order_totals() {
-        let order = NewOrder::parse(input(vec![item("sku-1", 2, 1999), item("sku-2", 1, 500)]))
-            .expect("valid order");
-        assert_eq!(order.lines[0].line_total, 3998);
-        assert_eq!(order.lines[0].quantity.get(), 2);
-        assert_eq!(order.total_amount, 4498);
-    }
-
-    #[test]
-    fn limits_are_inclusive() {
-        let order = NewOrder::parse(input(vec![
-            item(&"x".repeat(64), 10_000, MAX_UNIT_PRICE),
-            item("free", 1, 0),
-        ]))
-        .expect("limits are allowed");
-        assert_eq!(order.total_amount, 10_000 * MAX_UNIT_PRICE);
-    }
-
-    #[test]
-    fn control_characters_are_refused_and_named() {
-        let mut bad = input(vec![item("a\u{0}b", 1, 1), item("ok", 1, 1)]);
-        bad.shipping_address.name = "Ada\u{1b}[31m".into();
-        bad.shipping_address.line2 = Some("flat\u{0}".into());
-        let errors = NewOrder::parse(bad).unwrap_err();
-        assert_eq!(
-            errors,
-            vec![
-                FieldError::new("items[0].productId", CONTROL_CHARACTERS),
-                FieldError::new("shippingAddress.name", CONTROL_CHARACTERS),
-                FieldError::new("shippingAddress.line2", CONTROL_CHARACTERS),
-            ]
-        );
-        let mut errors = Vec::new();
-        assert!(check_text("reason", "two\nlines", &['\n'], &mut errors));
-        assert!(!check_text("reason", "nul\u{0}", &['\n'], &mut errors));
-        assert_eq!(errors.len(), 1);
-    }
-
-    #[test]
-    fn reports_every_bad_field() {
-        let mut bad = input(vec![
-            item("", 0, -1),
-            item(&"x".repeat(65), 10_001, MAX_UNIT_PRICE + 1),
-        ]);
-        bad.currency = "usd".into();
-        bad.shipping_address.country = "Germany".into();
-        let errors = fields(NewOrder::parse(bad).unwrap_err());
-        assert_eq!(
-            errors,
-            vec![
-                "currency",
-                "items[0].productId",
-                "items[0].quantity",
-                "items[0].unitPrice",
-                "items[1].productId",
-                "items[1].quantity",
-                "items[1].unitPrice",
-                "shippingAddress.country",
-            ]
-        );
-    }
-
-    #[test]
-    fn refuses_empty_too_many_and_duplicate_items() {
-        assert_eq!(
-            fields(NewOrder::parse(input(vec![])).unwrap_err()),
-            vec!["items"]
-        );
-        let many = (0..=MAX_ITEMS)
-            .map(|i| item(&format!("p{i}"), 1, 1))
-            .collect();
-        assert_eq!(
-            fields(NewOrder::parse(input(many)).unwrap_err()),
-            vec!["items"]
-        );
-        let dup = vec![item("a", 1, 1), item("a", 2, 1)];
-        assert_eq!(
-            fields(NewOrder::parse(input(dup)).unwrap_err()),
-            vec!["items[1].productId"]
-        );
-    }
-
-    #[test]
-    fn address_needs_its_required_fields() {
-        let mut bad = input(vec![item("a", 1, 1)]);
-        bad.shipping_address = AddressInput::default();
-        let errors = fields(NewOrder::parse(bad).unwrap_err());
-        assert_eq!(
-            errors,
-            vec![
-                "shippingAddress.name",
-                "shippingAddress.line1",
-                "shippingAddress.city",
-                "shippingAddress.postalCode",
-                "shippingAddress.country",
-            ]
-        );
-    }
-}
+mod tests;

@@ -134,10 +134,11 @@ pub fn decode_cursor(cursor: &str) -> Result<OrderId, ApiError> {
 }
 
 /// A required text field of 1 to 100 characters, trimmed.
+/// The length counts the text as sent; the value kept is trimmed.
 pub fn text_field(name: &str, value: &str, errors: &mut Vec<FieldError>) -> String {
-    let value = value.trim();
     let len = value.chars().count();
-    if check_text(name, value, &[], errors) && (len == 0 || len > MAX_TEXT) {
+    let value = value.trim();
+    if check_text(name, value, &[], errors) && (value.is_empty() || len > MAX_TEXT) {
         errors.push(FieldError::new(
             name,
             format!("is required, 1 to {MAX_TEXT} characters"),
@@ -152,9 +153,6 @@ const REASON_ALLOWS: &[char] = &['\n', '\r', '\t'];
 /// An optional cancellation reason: trimmed, empty is none, at most 500
 /// characters, line breaks and tabs its only control characters.
 pub fn cancel_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
-    let reason = reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
     let mut errors = Vec::new();
     if let Some(r) = &reason
         && !check_text("reason", r, REASON_ALLOWS, &mut errors)
@@ -170,7 +168,9 @@ pub fn cancel_reason(reason: Option<String>) -> Result<Option<String>, ApiError>
             format!("must be at most {MAX_REASON} characters"),
         )]));
     }
-    Ok(reason)
+    Ok(reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty()))
 }
 
 #[cfg(test)]

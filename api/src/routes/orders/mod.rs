@@ -9,8 +9,10 @@ use crate::auth::{BearerAuth, Caller};
 use crate::http::traceparent;
 use crate::limits::OrderRateLimit;
 use crate::problem::ApiError;
+use crate::routes::lenient::{Lenient, OrNull};
 use crate::routes::wire::{
-    CancelRequest, CreateOrderRequest, HistoryItem, OrderBody, OrderPageBody, ShipRequest, Status,
+    CancelRequest, CreateOrderBody, CreateOrderRequest, HistoryItem, OrderBody, OrderPageBody,
+    ShipRequest, Status,
 };
 use crate::upstream::{CartClient, ProductClient};
 use deadpool_postgres::Pool;
@@ -104,18 +106,23 @@ impl OrdersApi {
         auth: BearerAuth,
         req: &Request,
         /// Makes retries safe: the same key and body return the first order (keys expire after 24 h by default).
-        #[oai(name = "Idempotency-Key")]
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+[\\t ]*$")
+        )]
         idempotency_key: Header<Option<String>>,
-        body: Json<CreateOrderRequest>,
+        body: Json<Lenient<CreateOrderRequest, CreateOrderBody>>,
     ) -> Result<CreateResponse, ApiError> {
         let caller = auth.0;
         if let Some(limit) = &self.rate_limit {
             limit.check(&caller.user_id)?;
         }
         let key = idempotency_key.0.as_deref();
-        input::check_idempotency_key(key)?;
+        // A value that is not visible ASCII reaches us as "absent": refuse it.
+        let sent = req.headers().contains_key("idempotency-key");
+        input::check_idempotency_key(if sent { key.or(Some("")) } else { None })?;
         let order =
-            input::new_order(&self.products, &self.carts, bearer_token(req), body.0).await?;
+            input::new_order(&self.products, &self.carts, bearer_token(req), body.0.0).await?;
         let idempotency = key
             .map(|key| input::idempotency_key(key, &order, self.idempotency_ttl))
             .transpose()?;
@@ -161,9 +168,13 @@ impl OrdersApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `nextCursor` of the previous page.
+        #[oai(validator(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$"))]
         cursor: Query<Option<String>>,
         /// Admins: only this user's orders. Users: must be their own id.
-        #[oai(name = "userId")]
+        #[oai(
+            name = "userId",
+            validator(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
+        )]
         user_id: Query<Option<String>>,
     ) -> Result<Json<OrderPageBody>, ApiError> {
         let caller = auth.0;
@@ -236,9 +247,9 @@ impl OrdersApi {
         auth: BearerAuth,
         req: &Request,
         id: Path<Uuid>,
-        body: Json<Option<CancelRequest>>,
+        body: Json<OrNull<Lenient<CancelRequest>>>,
     ) -> Result<Json<OrderBody>, ApiError> {
-        let reason = input::cancel_reason(body.0.unwrap_or_default().reason)?;
+        let reason = input::cancel_reason(body.0.0.map(|b| b.0).unwrap_or_default().reason)?;
         self.change(req, &auth.0, id.0.into(), Change::Cancel { reason })
             .await
     }
@@ -252,13 +263,14 @@ impl OrdersApi {
         auth: BearerAuth,
         req: &Request,
         id: Path<Uuid>,
-        body: Json<ShipRequest>,
+        body: Json<Lenient<ShipRequest>>,
     ) -> Result<Json<OrderBody>, ApiError> {
         auth.0.require_admin()?;
         let mut errors = Vec::new();
-        let carrier = input::text_field("carrier", &body.0.carrier, &mut errors);
+        let body = body.0.0;
+        let carrier = input::text_field("carrier", &body.carrier, &mut errors);
         let tracking_number =
-            input::text_field("trackingNumber", &body.0.tracking_number, &mut errors);
+            input::text_field("trackingNumber", &body.tracking_number, &mut errors);
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
