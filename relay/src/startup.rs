@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use order_shared::db::purge::Purge;
 use order_shared::domain::EventType;
 use poem::listener::TcpAcceptor;
+use poem::middleware::SetHeader;
 use poem::{EndpointExt, Route, Server};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,7 +109,8 @@ impl Relay {
             .at("/health/ready", poem::get(health::ready))
             .at("/metrics", poem::get(health::metrics))
             .data(self.ctx.clone())
-            .data(self.metrics.clone());
+            .data(self.metrics.clone())
+            .with(SetHeader::new().overriding("x-content-type-options", "nosniff"));
         tracing::info!(
             port = self.port,
             "order-relay listening for health and metrics."

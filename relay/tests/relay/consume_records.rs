@@ -59,6 +59,17 @@ async fn consumed_events_count_their_transitions_once() {
         .filter(|l| l.starts_with("order_transitions_total{"))
         .count();
     assert_eq!(all, 2, "no other transition counted: {text}");
+    // The relay's HTTP answers carry nosniff too.
+    for path in ["/health/live", "/health/ready", "/metrics"] {
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
     relay.terminate().await;
 }
 
