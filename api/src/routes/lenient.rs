@@ -11,6 +11,21 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
+/// The raw-value methods of `Type` for a wrapper that is its own raw value.
+macro_rules! raw_self {
+    () => {
+        fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+            Some(self)
+        }
+
+        fn raw_element_iter<'a>(
+            &'a self,
+        ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+            Box::new(std::iter::once(self))
+        }
+    };
+}
+
 /// A body parsed (serde) as `T` and documented as `S` (by default `T`
 /// itself; the create body documents a `oneOf` of its two shapes).
 #[derive(Debug, Clone)]
@@ -33,15 +48,7 @@ impl<T: Send + Sync, S: Type> Type for Lenient<T, S> {
         S::register(registry);
     }
 
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(std::iter::once(self))
-    }
+    raw_self!();
 }
 
 impl<T: DeserializeOwned + Send + Sync, S: Type> ParseFromJSON for Lenient<T, S> {
@@ -78,15 +85,7 @@ impl<T: Type> Type for OrNull<T> {
         T::register(registry);
     }
 
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(std::iter::once(self))
-    }
+    raw_self!();
 }
 
 impl<T: ParseFromJSON> ParseFromJSON for OrNull<T> {

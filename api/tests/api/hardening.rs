@@ -146,15 +146,8 @@ async fn the_document_states_the_domain_limits() {
     use order_shared::domain::new_order::{MAX_ITEMS, MAX_PRODUCT_ID_CHARS, MAX_QUANTITY};
 
     let app = spawn_app().await;
-    let spec: serde_json::Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_str(&app.public_text("/api/openapi.json").await).unwrap();
     let schemas = &spec["components"]["schemas"];
     let item = &schemas["ItemRequest"]["properties"];
     let number = |v: &serde_json::Value| v.as_f64().expect("a number");

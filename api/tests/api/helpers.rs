@@ -151,6 +151,12 @@ impl TestApp {
         tx.commit().await.unwrap();
     }
 
+    /// The body of an unauthenticated GET (`/metrics`, `/api/openapi.json`).
+    pub async fn public_text(&self, path: &str) -> String {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         let client = self.db.connect().await;
         client.query_one(sql, &[]).await.unwrap().get(0)

@@ -28,15 +28,7 @@ async fn metrics_count_requests_orders_and_transitions() {
     app.get("/api/orders/not-a-uuid", &token("alice", false))
         .await;
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.public_text("/metrics").await;
 
     for needle in [
         "http_requests_total{method=\"POST\",route=\"/api/orders\",status=\"201\"}",
@@ -54,15 +46,7 @@ async fn metrics_count_requests_orders_and_transitions() {
 #[tokio::test]
 async fn openapi_document_and_swagger_ui_are_served() {
     let app = spawn_app().await;
-    let spec: Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = serde_json::from_str(&app.public_text("/api/openapi.json").await).unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/orders",

@@ -55,17 +55,6 @@ fn order_of(lines: usize) -> Value {
     body
 }
 
-async fn metrics(app: &TestApp) -> String {
-    app.http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_failed_lookup_is_retried_once() {
     let fake = Arc::new(Fake {
@@ -138,7 +127,7 @@ async fn a_failing_service_opens_the_breaker_and_is_left_alone() {
         "no call while open"
     );
 
-    let text = metrics(&app).await;
+    let text = app.public_text("/metrics").await;
     for needle in [
         "upstream_breaker_open{service=\"product\"} 1",
         "upstream_requests_total{service=\"product\",outcome=\"failure\"} 4",
