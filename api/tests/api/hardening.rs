@@ -193,3 +193,30 @@ async fn the_document_states_the_domain_limits() {
 fn regex_of(schema: &serde_json::Value) -> regex::Regex {
     regex::Regex::new(schema["pattern"].as_str().expect("pattern")).unwrap()
 }
+
+#[tokio::test]
+async fn a_bad_idempotency_key_is_400_naming_the_header() {
+    let app = spawn_app().await;
+    let with_key = |value: reqwest::header::HeaderValue| {
+        app.http
+            .post(app.url("/api/orders"))
+            .bearer_auth(token("alice", false))
+            .header("Idempotency-Key", value)
+            .json(&order_body())
+            .send()
+    };
+    let too_long = "k".repeat(256);
+    for value in [
+        reqwest::header::HeaderValue::from_static("with space"),
+        reqwest::header::HeaderValue::from_str(&too_long).unwrap(),
+        reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+    ] {
+        let problem = assert_problem(with_key(value).await.unwrap(), StatusCode::BAD_REQUEST).await;
+        assert_eq!(error_fields(&problem), ["Idempotency-Key"]);
+    }
+    let ok = with_key(reqwest::header::HeaderValue::from_static("key-1"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 1);
+}
