@@ -94,6 +94,9 @@ WAIT_SECS=60 wait_for has 'up{job="order-relay"} == 1' || die "Prometheus: order
 WAIT_SECS=60 wait_for has 'outbox_backlog' || die "Prometheus: no outbox_backlog from the relay"
 WAIT_SECS=30 wait_for has 'relay_shards_owned' || die "Prometheus: no relay_shards_owned"
 WAIT_SECS=30 wait_for has 'http_requests_total{job="order-api"}' || die "Prometheus: no http_requests_total"
+# The OrderUpstreamBreakerOpen alert's series exists from the start (0 = closed).
+WAIT_SECS=30 wait_for has 'upstream_breaker_open{job="order-api",service="product"} == 0' ||
+  die "Prometheus: no upstream_breaker_open from the API"
 query 'ALERTS' >/dev/null || die "Prometheus did not load the alert rules"
 echo "Prometheus scraped order-api and order-relay: up == 1 for both, outbox metrics present."
 echo "deploy checks passed"
