@@ -230,7 +230,15 @@ pub fn authenticate(verifier: &JwtVerifier, req: &Request) -> Result<Caller, Api
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
 pub struct BearerAuth(pub Caller);
 
+/// The caller the middleware already authenticated (from this request's
+/// own `Authorization` header), so the token is verified once.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub(crate) Caller);
+
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
+    if let Some(Authenticated(caller)) = req.extensions().get::<Authenticated>() {
+        return Ok(caller.clone());
+    }
     let verifier = req
         .data::<Arc<JwtVerifier>>()
         .ok_or_else(|| poem::Error::from(ApiError::internal()))?;

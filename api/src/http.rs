@@ -2,7 +2,7 @@
 //! with the trace id, Prometheus request metrics, and the rule that every
 //! error leaves as `application/problem+json`.
 
-use crate::auth::{JwtVerifier, authenticate};
+use crate::auth::{Authenticated, JwtVerifier, authenticate};
 use crate::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem, types};
 use order_shared::domain::FieldError;
 use order_shared::trace::{TRACEPARENT, TraceParent};
@@ -224,10 +224,14 @@ impl<E: Endpoint> HttpEndpoint<E> {
         if declared.is_some_and(|len| len > self.cfg.max_body_bytes) {
             return Some(too_large());
         }
-        if route.starts_with("/api/orders")
-            && let Err(refused) = authenticate(&self.cfg.verifier, req)
-        {
-            return Some(refused.into_response());
+        if route.starts_with("/api/orders") {
+            match authenticate(&self.cfg.verifier, req) {
+                // The handler's security scheme takes it from here: one check.
+                Ok(caller) => {
+                    req.extensions_mut().insert(Authenticated(caller));
+                }
+                Err(refused) => return Some(refused.into_response()),
+            }
         }
         let body = req.take_body().into_bytes_limit(self.cfg.max_body_bytes);
         match tokio::time::timeout(self.cfg.body_read_timeout, body).await {
