@@ -3,7 +3,7 @@
 //! logged with their cause chain and answered with a bare 500.
 
 use order_shared::StoreError;
-use order_shared::domain::{DomainError, FieldError};
+use order_shared::domain::{DomainError, FieldError, entity_tag};
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
@@ -24,6 +24,8 @@ pub mod types {
     pub const FORBIDDEN: &str = "/problems/forbidden";
     /// No such order (or not the caller's).
     pub const NOT_FOUND: &str = "/problems/not-found";
+    /// `If-Match` named a version the order is no longer at.
+    pub const STALE_VERSION: &str = "/problems/stale-version";
     /// The state machine refuses the change.
     pub const INVALID_TRANSITION: &str = "/problems/invalid-transition";
     /// The Idempotency-Key was used with another body.
@@ -65,6 +67,10 @@ pub struct Problem {
     /// The order's status when a transition was refused.
     #[oai(skip_serializing_if_is_none)]
     pub current_status: Option<String>,
+    /// The order's version when `If-Match` named another one: fetch the
+    /// order again, check the change still makes sense, and retry.
+    #[oai(skip_serializing_if_is_none)]
+    pub current_version: Option<i64>,
     /// The request's trace id (the `traceparent` trace id, or one made up):
     /// quote it when reporting the problem; the server's log lines carry it.
     #[oai(skip_serializing_if_is_none)]
@@ -80,6 +86,7 @@ impl Problem {
             detail: Some(detail.into()),
             errors: None,
             current_status: None,
+            current_version: None,
             instance: None,
         }
     }
@@ -103,6 +110,10 @@ pub enum ApiError {
     /// The order's status does not allow this change.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// `If-Match` named another version than the order's; `currentVersion`
+    /// says which it is now.
+    #[oai(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Json<Problem>, #[oai(header = "ETag")] String),
     /// The request body did not arrive within `HTTP_BODY_READ_TIMEOUT_MS`.
     #[oai(status = 408, content_type = "application/problem+json")]
     RequestTimeout(Json<Problem>),
@@ -258,6 +269,18 @@ impl From<DomainError> for ApiError {
                 );
                 problem.current_status = Some(current.to_string());
                 ApiError::Conflict(Json(problem))
+            }
+            DomainError::StaleVersion { current_version } => {
+                let mut problem = Problem::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    types::STALE_VERSION,
+                    format!(
+                        "The order is at version {current_version}, not the one in If-Match; \
+                         read it again and retry."
+                    ),
+                );
+                problem.current_version = Some(current_version);
+                ApiError::PreconditionFailed(Json(problem), entity_tag(current_version))
             }
         }
     }

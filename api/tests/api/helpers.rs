@@ -141,6 +141,7 @@ impl TestApp {
             },
             owner: None,
             actor: "test",
+            if_match: None,
         };
         let emit = Emit {
             traceparent: None,

@@ -8,6 +8,7 @@ mod helpers;
 mod idempotency;
 mod ops;
 mod outage;
+mod preconditions;
 mod read;
 mod services;
 mod slow_clients;

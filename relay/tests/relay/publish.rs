@@ -39,6 +39,7 @@ async fn change(pool: &deadpool_postgres::Pool, id: Uuid, change: Change) {
         change,
         owner: None,
         actor: "test",
+        if_match: None,
     };
     let emit = Emit {
         traceparent: None,

@@ -6,6 +6,7 @@
 use super::events::{Event, EventData};
 use super::new_order::NewOrder;
 use super::order::{HistoryEntry, Order};
+use super::precondition::IfMatch;
 use super::status::{OrderStatus, TransitionCheck};
 use super::values::{OrderId, UserId};
 use chrono::{DateTime, Utc};
@@ -57,6 +58,8 @@ pub struct Transition<'a> {
     pub owner: Option<&'a UserId>,
     /// Who asks, for the history (`user:alice`, `admin:bob`, `payment.authorized`).
     pub actor: &'a str,
+    /// `If-Match`: the change applies only to these versions.
+    pub if_match: Option<&'a IfMatch>,
 }
 
 /// Why the domain refuses a change.
@@ -69,6 +72,12 @@ pub enum DomainError {
         current: OrderStatus,
         /// The status asked for.
         requested: OrderStatus,
+    },
+    /// `If-Match` named another version than the order's (HTTP 412).
+    #[error("order is at version {current_version}, not the one the change was made against")]
+    StaleVersion {
+        /// The order's version now.
+        current_version: i64,
     },
 }
 
@@ -147,6 +156,24 @@ impl Order {
             history,
             event,
         }
+    }
+
+    /// Applies a transition: its `If-Match` first (a stale version is
+    /// refused before the state machine is asked, as HTTP orders it), then
+    /// [`Order::apply`].
+    pub fn apply_transition(
+        &self,
+        t: &Transition<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Step, DomainError> {
+        if let Some(condition) = t.if_match
+            && !condition.allows(self.version)
+        {
+            return Err(DomainError::StaleVersion {
+                current_version: self.version,
+            });
+        }
+        self.apply(&t.change, t.actor, now)
     }
 
     /// Applies `change` asked for by `actor` at `now`: the state machine

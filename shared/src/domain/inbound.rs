@@ -115,6 +115,9 @@ impl InboundEvent {
             Err(DomainError::InvalidTransition { current, requested }) => ignored(format!(
                 "ignored {topic}: order is {current}, cannot become {requested}"
             )),
+            Err(err @ DomainError::StaleVersion { .. }) => {
+                ignored(format!("ignored {topic}: {err}"))
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod money;
 pub mod new_order;
 pub mod order;
+pub mod precondition;
 pub mod status;
 pub mod values;
 
@@ -23,5 +24,6 @@ pub use new_order::{
     AddressInput, CONTROL_CHARACTERS, FieldError, ItemInput, NewOrder, NewOrderInput, check_text,
 };
 pub use order::{HistoryEntry, Order, OrderLine, ShippingAddress};
+pub use precondition::{IfMatch, entity_tag};
 pub use status::{OrderStatus, TransitionCheck};
 pub use values::{OrderId, Quantity, UserId};

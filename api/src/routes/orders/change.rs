@@ -6,17 +6,19 @@ use crate::problem::ApiError;
 use deadpool_postgres::Pool;
 use order_shared::db::Emit;
 use order_shared::db::orders::{TransitionOutcome, transition_order};
-use order_shared::domain::{Change, Order, OrderId, Transition};
+use order_shared::domain::{Change, IfMatch, Order, OrderId, Transition};
 use order_shared::telemetry::count_transition;
 
-/// Applies `change` to order `id` for `caller` in one transaction; answers
-/// the order as it is afterwards.
+/// Applies `change` to order `id` for `caller` in one transaction, if the
+/// order's version satisfies `if_match`; answers the order as it is
+/// afterwards.
 pub async fn apply(
     pool: &Pool,
     emit: &Emit<'_>,
     caller: &Caller,
     id: OrderId,
     change: Change,
+    if_match: Option<&IfMatch>,
 ) -> Result<Order, ApiError> {
     let actor = caller.actor();
     let transition = Transition {
@@ -24,6 +26,7 @@ pub async fn apply(
         change,
         owner: caller.owner(),
         actor: &actor,
+        if_match,
     };
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;

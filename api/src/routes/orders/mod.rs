@@ -19,7 +19,7 @@ use deadpool_postgres::Pool;
 use input::bearer_token;
 use order_shared::db::Emit;
 use order_shared::db::orders::{self, CreateOrder, Created, OrderQuery};
-use order_shared::domain::{Change, OrderId, UserId};
+use order_shared::domain::{Change, IfMatch, Order, OrderId, UserId, entity_tag};
 use order_shared::trace::TraceParent;
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
@@ -59,7 +59,30 @@ pub enum CreateResponse {
         /// `true` when this answer repeats an earlier request with the same Idempotency-Key.
         #[oai(header = "Idempotent-Replayed")]
         Option<String>,
+        /// The order's version as an entity tag (`"1"`): send it as `If-Match` with a change.
+        #[oai(header = "ETag")]
+        String,
     ),
+}
+
+/// One order, with its version as the entity tag.
+#[derive(ApiResponse)]
+pub enum OrderResponse {
+    /// The order.
+    #[oai(status = 200)]
+    Ok(
+        Json<OrderBody>,
+        /// The order's version as an entity tag (`"3"`): send it as `If-Match` with a change.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+impl OrderResponse {
+    fn of(order: Order) -> Self {
+        let tag = entity_tag(order.version);
+        OrderResponse::Ok(Json(order.into()), tag)
+    }
 }
 
 /// Puts the order id on the request's span, so every log line of the
@@ -84,12 +107,14 @@ impl OrdersApi {
         caller: &Caller,
         id: OrderId,
         change: Change,
-    ) -> Result<Json<OrderBody>, ApiError> {
+        if_match: &Header<Option<String>>,
+    ) -> Result<OrderResponse, ApiError> {
         tag_order(id);
+        let if_match = if_match.0.as_deref().map(IfMatch::parse);
         let traceparent = traceparent(req);
         let emit = self.emit(traceparent.as_ref());
-        let order = change::apply(&self.pool, &emit, caller, id, change).await?;
-        Ok(Json(order.into()))
+        let order = change::apply(&self.pool, &emit, caller, id, change, if_match.as_ref()).await?;
+        Ok(OrderResponse::of(order))
     }
 }
 
@@ -146,10 +171,12 @@ impl OrdersApi {
             Created::Replayed(order) => (order, Some("true".to_owned())),
         };
         let location = format!("/api/orders/{}", order.id);
+        let tag = entity_tag(order.version);
         Ok(CreateResponse::Created(
             Json(order.into()),
             location,
             replayed,
+            tag,
         ))
     }
 
@@ -206,12 +233,12 @@ impl OrdersApi {
 
     /// Get an order
     #[oai(path = "/:id", method = "get")]
-    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<OrderBody>, ApiError> {
+    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<OrderResponse, ApiError> {
         let id = OrderId::from(id.0);
         tag_order(id);
         let client = self.pool.get().await?;
         let order = orders::get_order(&client, id, auth.0.owner()).await?;
-        Ok(Json(order.into()))
+        Ok(OrderResponse::of(order))
     }
 
     /// Status history of an order
@@ -240,11 +267,20 @@ impl OrdersApi {
         auth: BearerAuth,
         req: &Request,
         id: Path<Uuid>,
+        /// Apply the change only if the order is still at this version: its `ETag`, e.g. `"3"`, or a list of them, or `*`. Otherwise 412 (a value that is not a list of entity tags matches no version).
+        #[oai(name = "If-Match", validator(max_length = 1024))]
+        if_match: Header<Option<String>>,
         body: Json<OrNull<Lenient<CancelRequest>>>,
-    ) -> Result<Json<OrderBody>, ApiError> {
+    ) -> Result<OrderResponse, ApiError> {
         let reason = input::cancel_reason(body.0.0.map(|b| b.0).unwrap_or_default().reason)?;
-        self.change(req, &auth.0, id.0.into(), Change::Cancel { reason })
-            .await
+        self.change(
+            req,
+            &auth.0,
+            id.0.into(),
+            Change::Cancel { reason },
+            &if_match,
+        )
+        .await
     }
 
     /// Ship an order (admin)
@@ -256,8 +292,11 @@ impl OrdersApi {
         auth: BearerAuth,
         req: &Request,
         id: Path<Uuid>,
+        /// Apply the change only if the order is still at this version: its `ETag`, e.g. `"3"`, or a list of them, or `*`. Otherwise 412 (a value that is not a list of entity tags matches no version).
+        #[oai(name = "If-Match", validator(max_length = 1024))]
+        if_match: Header<Option<String>>,
         body: Json<Lenient<ShipRequest>>,
-    ) -> Result<Json<OrderBody>, ApiError> {
+    ) -> Result<OrderResponse, ApiError> {
         auth.0.require_admin()?;
         let mut errors = Vec::new();
         let body = body.0.0;
@@ -271,7 +310,8 @@ impl OrdersApi {
             carrier,
             tracking_number,
         };
-        self.change(req, &auth.0, id.0.into(), change).await
+        self.change(req, &auth.0, id.0.into(), change, &if_match)
+            .await
     }
 
     /// Mark an order delivered (admin)
@@ -283,9 +323,12 @@ impl OrdersApi {
         auth: BearerAuth,
         req: &Request,
         id: Path<Uuid>,
-    ) -> Result<Json<OrderBody>, ApiError> {
+        /// Apply the change only if the order is still at this version: its `ETag`, e.g. `"3"`, or a list of them, or `*`. Otherwise 412 (a value that is not a list of entity tags matches no version).
+        #[oai(name = "If-Match", validator(max_length = 1024))]
+        if_match: Header<Option<String>>,
+    ) -> Result<OrderResponse, ApiError> {
         auth.0.require_admin()?;
-        self.change(req, &auth.0, id.0.into(), Change::Deliver)
+        self.change(req, &auth.0, id.0.into(), Change::Deliver, &if_match)
             .await
     }
 }

@@ -134,7 +134,7 @@ pub async fn transition_order(
     let current = lock_order(client, t.order_id, t.owner).await?;
     // PostgreSQL keeps microseconds: round now so the answer equals a later read.
     let now = Utc::now().trunc_subsecs(6);
-    match current.apply(&t.change, t.actor, now) {
+    match current.apply_transition(t, now) {
         Err(refused) => Ok(TransitionOutcome::Refused(refused)),
         Ok(Step::Unchanged) => Ok(TransitionOutcome::Unchanged(current)),
         Ok(Step::Changed(changed)) => {

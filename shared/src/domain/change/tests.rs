@@ -209,6 +209,7 @@ proptest! {
                     prop_assert_eq!(s, before.status);
                     prop_assert!(!s.can_become(requested));
                 }
+                Err(DomainError::StaleVersion { .. }) => prop_assert!(false, "apply has no precondition"),
             }
             prop_assert_eq!(current.id, first.id);
             prop_assert_eq!(&current.user_id, &first.user_id);
