@@ -11,6 +11,7 @@ pub mod health;
 pub mod kafka;
 pub mod leases;
 pub mod publisher;
+pub mod snapshot;
 pub mod startup;
 
 pub use config::RelaySettings;

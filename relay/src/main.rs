@@ -1,14 +1,17 @@
 //! `order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)
-//! | dlq list | dlq replay [--topic T] [--since TIME] [--limit N] [--dry-run]]`
+//! | dlq list | dlq replay [--topic T] [--since TIME] [--limit N] [--dry-run]
+//! | snapshot [--order ID]... [--since TIME] [--status S] [--all] [--rate N] [--dry-run]]`
 
 use anyhow::{Context, bail};
 use order_relay::dlq::{DeadLetter, Selection};
+use order_relay::snapshot::SnapshotArgs;
 use order_relay::{Relay, RelaySettings};
 use order_shared::config::{CommonSettings, ProcessEnv};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)
-                   | dlq list | dlq replay [--topic T] [--since RFC3339] [--limit N] [--dry-run]]";
+                   | dlq list | dlq replay [--topic T] [--since RFC3339] [--limit N] [--dry-run]
+                   | snapshot [--order ID]... [--since RFC3339] [--status S] [--all] [--rate N] [--dry-run]]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -42,6 +45,7 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
             };
             dlq(selection, action).await
         }
+        ["snapshot", flags @ ..] => snapshot(SnapshotArgs::parse(flags)?).await,
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             Ok(())
@@ -84,6 +88,25 @@ async fn client() -> anyhow::Result<deadpool_postgres::Client> {
     let common = CommonSettings::from_env(&ProcessEnv)?;
     let pool = order_shared::db::build_pool(&common.db)?;
     pool.get().await.context("DATABASE_URL: cannot connect")
+}
+
+async fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
+    let common = CommonSettings::from_env(&ProcessEnv)?;
+    let pool = order_shared::db::build_pool(&common.db)?;
+    // The shard count places the rows; it must be the installed one.
+    order_shared::db::pinned::verify_at_start(&pool, common.outbox_shards).await?;
+    let summary = order_relay::snapshot::run(
+        &pool,
+        &args,
+        common.outbox_shards,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
+    .await?;
+    if summary.selected == 0 {
+        eprintln!("No order matches.");
+    }
+    Ok(())
 }
 
 async fn parked() -> anyhow::Result<()> {

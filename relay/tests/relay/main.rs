@@ -13,3 +13,4 @@ mod lease_faults;
 mod outage;
 mod publish;
 mod replicas;
+mod snapshots;

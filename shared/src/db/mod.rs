@@ -7,6 +7,7 @@ pub mod orders;
 pub mod outbox;
 pub mod pinned;
 pub mod purge;
+pub mod snapshot;
 
 use crate::secret::Secret;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

@@ -26,16 +26,20 @@ pub enum EventType {
     Delivered,
     /// `order.cancelled`
     Cancelled,
+    /// `order.snapshot`: the whole order, restating its current version
+    /// (`order-relay snapshot`), for downstream rebuilds.
+    Snapshot,
 }
 
 impl EventType {
-    /// Every event type, in lifecycle order.
-    pub const ALL: [EventType; 5] = [
+    /// Every event type: the lifecycle's, then the snapshot.
+    pub const ALL: [EventType; 6] = [
         EventType::Placed,
         EventType::Confirmed,
         EventType::Shipped,
         EventType::Delivered,
         EventType::Cancelled,
+        EventType::Snapshot,
     ];
 
     /// The event type name, which is also its topic (before any prefix).
@@ -46,6 +50,7 @@ impl EventType {
             EventType::Shipped => "order.shipped",
             EventType::Delivered => "order.delivered",
             EventType::Cancelled => "order.cancelled",
+            EventType::Snapshot => "order.snapshot",
         }
     }
 
@@ -158,6 +163,8 @@ pub enum EventData<'a> {
         previous_status: OrderStatus,
         items: &'a [OrderLine],
     },
+    /// `order.snapshot`: the whole order as it is now.
+    Snapshot { order: &'a Order },
 }
 
 impl EventData<'_> {
@@ -178,6 +185,7 @@ impl EventData<'_> {
             EventData::Shipped { .. } => EventType::Shipped,
             EventData::Delivered { .. } => EventType::Delivered,
             EventData::Cancelled { .. } => EventType::Cancelled,
+            EventData::Snapshot { .. } => EventType::Snapshot,
         }
     }
 
@@ -211,6 +219,7 @@ impl EventData<'_> {
                 "previousStatus": previous_status,
                 "items": items,
             }),
+            EventData::Snapshot { order } => json!(order),
         }
     }
 }
