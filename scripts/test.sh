@@ -2,7 +2,8 @@
 # Runs the whole test suite against real services: starts PostgreSQL and the
 # Kafka-API broker (installing Tansu once if missing), checks formatting,
 # lints and the code's shape (scripts/check_shape.py), runs the deployment checks (scripts/check-deploy.sh) and the run
-# script's checks (scripts/check-run.sh), every test with cargo-nextest, a
+# script's checks (scripts/check-run.sh), every test with cargo-nextest, the
+# AsyncAPI document (scripts/check-asyncapi.sh, npm's @asyncapi/parser), a
 # bounded Schemathesis run against the API (scripts/schemathesis.sh), and
 # last the quick fault suite (scripts/chaos.sh --quick, which restarts the
 # PostgreSQL the tests share). Non-zero on any failure.
@@ -32,6 +33,8 @@ log "run.sh checks (broker pid file, piped output, stop/status, token command)"
 "$ROOT/scripts/check-run.sh" || status=$?
 log "Tests (real PostgreSQL at 127.0.0.1:$PG_PORT, real broker at $KAFKA_BROKERS)"
 cargo nextest run --locked --workspace --no-fail-fast --profile ci || status=$?
+log "AsyncAPI document (scripts/check-asyncapi.sh: docs copy, AsyncAPI parser, examples)"
+"$ROOT/scripts/check-asyncapi.sh" || status=$?
 log "API fuzzing against its OpenAPI document (scripts/schemathesis.sh)"
 "$ROOT/scripts/schemathesis.sh" || status=$?
 # After the tests: it restarts the PostgreSQL cluster they share.

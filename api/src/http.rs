@@ -51,6 +51,7 @@ pub fn route_label(path: &str) -> &'static str {
         ["api", "orders", _, "ship"] => "/api/orders/{id}/ship",
         ["api", "orders", _, "deliver"] => "/api/orders/{id}/deliver",
         ["api", "openapi.json"] => "/api/openapi.json",
+        ["api", "asyncapi.json"] => "/api/asyncapi.json",
         ["docs", ..] => "/docs",
         ["health", "live"] => "/health/live",
         ["health", "ready"] => "/health/ready",
@@ -66,6 +67,7 @@ fn allowed_methods(route: &str) -> Option<&'static str> {
         "/api/orders/{id}"
         | "/api/orders/{id}/history"
         | "/api/openapi.json"
+        | "/api/asyncapi.json"
         | "/health/live"
         | "/health/ready"
         | "/metrics" => Some("GET"),

@@ -1,12 +1,11 @@
-//! `order-api [serve | migrate | healthcheck | token --sub NAME [--admin] [--ttl SECS]]`
+//! `order-api [serve | migrate | healthcheck | token --sub NAME [--admin] [--ttl SECS] | asyncapi]`
 
 use anyhow::{Context, bail};
 use order_api::{ApiSettings, Application};
 use order_shared::config::ProcessEnv;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: order-api [serve | migrate | healthcheck | token --sub NAME [--admin] [--ttl SECS]]";
+const USAGE: &str = "usage: order-api [serve | migrate | healthcheck | token --sub NAME [--admin] [--ttl SECS] | asyncapi]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,6 +24,11 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
         Some("migrate") => migrate().await,
         Some("healthcheck") => healthcheck().await,
         Some("token") => token(&args[1..]),
+        Some("asyncapi") => {
+            // The document `docs/asyncapi.json` keeps and `/api/asyncapi.json` serves.
+            println!("{}", order_api::startup::asyncapi_text());
+            Ok(())
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

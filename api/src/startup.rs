@@ -77,6 +77,7 @@ impl Application {
         let route = Route::new()
             .nest("/api", api)
             .at("/api/openapi.json", spec)
+            .at("/api/asyncapi.json", asyncapi_endpoint())
             .nest("/docs", docs)
             .at("/health/live", poem::get(health::live))
             .at("/health/ready", poem::get(health::ready))
@@ -160,4 +161,21 @@ impl Application {
         tracing::info!("order-api stopped.");
         result
     }
+}
+
+/// The AsyncAPI document of the service's topics, pretty-printed (the text
+/// of `docs/asyncapi.json`).
+pub fn asyncapi_text() -> String {
+    let doc = order_shared::asyncapi::document(env!("CARGO_PKG_VERSION"));
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// `GET /api/asyncapi.json`: built once, at start.
+fn asyncapi_endpoint() -> impl poem::Endpoint {
+    let body = asyncapi_text();
+    poem::get(poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json")
+            .body(body.clone())
+    }))
 }

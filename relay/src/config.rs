@@ -3,6 +3,9 @@
 use order_shared::config::{
     CommonSettings, ConfigError, Env, flag, millis, optional, parse_in_range, parse_or, secs,
 };
+use order_shared::domain::payloads::{
+    DEAD_LETTER_TOPIC, INVENTORY_RESERVED_TOPIC, PAYMENT_AUTHORIZED_TOPIC, PAYMENT_FAILED_TOPIC,
+};
 use std::time::Duration;
 
 /// What to do when a row is parked.
@@ -92,10 +95,10 @@ impl ConsumerSettings {
             group_id: optional(env, "KAFKA_CONSUMER_GROUP")
                 .unwrap_or_else(|| "order-service".into()),
             instance_id: optional(env, "RELAY_INSTANCE_ID").unwrap_or_else(host_name),
-            payment_authorized_topic: topic("TOPIC_PAYMENT_AUTHORIZED", "payment.authorized")?,
-            payment_failed_topic: topic("TOPIC_PAYMENT_FAILED", "payment.failed")?,
-            inventory_reserved_topic: topic("TOPIC_INVENTORY_RESERVED", "inventory.reserved")?,
-            dlq_topic: topic("KAFKA_DLQ_TOPIC", "order-service.dlq")?,
+            payment_authorized_topic: topic("TOPIC_PAYMENT_AUTHORIZED", PAYMENT_AUTHORIZED_TOPIC)?,
+            payment_failed_topic: topic("TOPIC_PAYMENT_FAILED", PAYMENT_FAILED_TOPIC)?,
+            inventory_reserved_topic: topic("TOPIC_INVENTORY_RESERVED", INVENTORY_RESERVED_TOPIC)?,
+            dlq_topic: topic("KAFKA_DLQ_TOPIC", DEAD_LETTER_TOPIC)?,
             inbox_retention: Duration::from_secs(
                 3600 * parse_in_range(env, "INBOX_RETENTION_HOURS", 168_u64, 1..=24 * 365)?,
             ),

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod context;
+mod contract;
 pub mod dlq;
 pub mod health;
 pub mod kafka;

@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod asyncapi;
 pub mod config;
 pub mod db;
 pub mod domain;

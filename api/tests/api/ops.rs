@@ -205,3 +205,32 @@ async fn a_different_outbox_shards_than_the_pinned_one_refuses_to_start() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn the_asyncapi_document_is_served_and_equals_the_one_in_docs() {
+    let app = spawn_app().await;
+    let resp = app
+        .http
+        .get(app.url("/api/asyncapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let served: serde_json::Value = resp.json().await.unwrap();
+    let kept: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/asyncapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served["asyncapi"], "3.0.0");
+    assert_eq!(served, kept, "run ./scripts/check-asyncapi.sh --write");
+}

@@ -2,11 +2,13 @@
 //! written to the outbox, and the shard an order's events belong to.
 
 use super::order::{Order, OrderLine, ShippingAddress};
+use super::payloads::{
+    CancelledData, ConfirmedData, DeliveredData, Envelope, PlacedData, ShippedData, SnapshotData,
+};
 use super::status::OrderStatus;
-use super::values::{OrderId, UserId};
+use super::values::OrderId;
 use crate::trace::{TRACEPARENT, TraceParent};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -85,18 +87,6 @@ pub struct OutboxEvent {
     pub headers: Value,
     /// The outbox shard of the order (see [`shard_of`]).
     pub shard: i32,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
-    event_id: Uuid,
-    event_type: &'static str,
-    occurred_at: String,
-    order_id: OrderId,
-    user_id: &'a UserId,
-    version: i64,
-    data: &'a Value,
 }
 
 /// Formats a timestamp as RFC 3339 UTC with millisecond precision.
@@ -190,36 +180,41 @@ impl EventData<'_> {
     }
 
     fn to_json(&self) -> Value {
-        match self {
+        // `json!` serializes like `serde_json::to_value`; these types hold
+        // only strings, numbers and times, which always serialize.
+        match *self {
             EventData::Placed {
                 items,
                 total_amount,
                 currency,
                 shipping_address,
-            } => json!({
-                "items": items,
-                "totalAmount": total_amount,
-                "currency": currency,
-                "shippingAddress": shipping_address,
+            } => json!(PlacedData {
+                items,
+                total_amount,
+                currency,
+                shipping_address,
             }),
-            EventData::Confirmed { payment_id } => json!({ "paymentId": payment_id }),
+            EventData::Confirmed { payment_id } => json!(ConfirmedData { payment_id }),
             EventData::Shipped {
                 carrier,
                 tracking_number,
-            } => json!({ "carrier": carrier, "trackingNumber": tracking_number }),
-            EventData::Delivered { delivered_at } => {
-                json!({ "deliveredAt": rfc3339(*delivered_at) })
-            }
+            } => json!(ShippedData {
+                carrier,
+                tracking_number,
+            }),
+            EventData::Delivered { delivered_at } => json!(DeliveredData {
+                delivered_at: rfc3339(delivered_at),
+            }),
             EventData::Cancelled {
                 reason,
                 previous_status,
                 items,
-            } => json!({
-                "reason": reason,
-                "previousStatus": previous_status,
-                "items": items,
+            } => json!(CancelledData {
+                reason,
+                previous_status,
+                items,
             }),
-            EventData::Snapshot { order } => json!(order),
+            EventData::Snapshot { order } => json!(order as SnapshotData<'_>),
         }
     }
 }
@@ -259,6 +254,7 @@ mod tests {
     use super::*;
     use crate::domain::money::Currency;
     use crate::domain::values::Quantity;
+    use crate::domain::values::UserId;
     use chrono::TimeZone;
 
     fn order() -> Order {

@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod money;
 pub mod new_order;
 pub mod order;
+pub mod payloads;
 pub mod precondition;
 pub mod status;
 pub mod values;

@@ -12,6 +12,20 @@ pub const MAX_UNIT_PRICE: i64 = 1_000_000_000;
 #[serde(transparent)]
 pub struct Currency(String);
 
+impl schemars::JsonSchema for Currency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Currency".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "ISO 4217 code, upper case.",
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+        })
+    }
+}
+
 impl Currency {
     /// Accepts exactly three ASCII upper-case letters.
     pub fn parse(code: &str) -> Result<Self, &'static str> {

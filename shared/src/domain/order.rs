@@ -4,10 +4,11 @@ use super::money::Currency;
 use super::status::OrderStatus;
 use super::values::{OrderId, Quantity, UserId};
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A validated order line; `line_total` is computed, never taken from the client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
     /// The product's id in the product service.
@@ -21,7 +22,7 @@ pub struct OrderLine {
 }
 
 /// A validated shipping address (stored as JSON on the order).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShippingAddress {
     /// The addressee.
@@ -43,7 +44,7 @@ pub struct ShippingAddress {
 }
 
 /// An order as stored, with its lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     /// The order's id.

@@ -1,6 +1,7 @@
 //! Small types that say what they hold: an order's id, a user's id and a
 //! line's quantity. Each is checked once, where it is made.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -10,7 +11,9 @@ use uuid::Uuid;
 pub const MAX_QUANTITY: i64 = 10_000;
 
 /// The id of an order: a UUIDv7, so that id order is creation order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct OrderId(Uuid);
 
@@ -53,7 +56,9 @@ impl FromStr for OrderId {
 }
 
 /// The id of a user: the `sub` claim of the token that placed the order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct UserId(String);
 
@@ -79,6 +84,21 @@ impl fmt::Display for UserId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "i64", into = "i32")]
 pub struct Quantity(i32);
+
+impl JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Units of one product, 1..10000.",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_QUANTITY,
+        })
+    }
+}
 
 /// The number is outside 1..=[`MAX_QUANTITY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
