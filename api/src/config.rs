@@ -1,6 +1,7 @@
 //! `order-api` settings, from the environment (DESIGN section 7).
 
 use crate::auth::{AuthSettings, JwtKey};
+use crate::live::LiveSettings;
 use crate::upstream::UpstreamSettings;
 use crate::upstream::breaker::BreakerSettings;
 use order_shared::config::{
@@ -36,6 +37,8 @@ pub struct ApiSettings {
     pub upstream: UpstreamSettings,
     /// `RATE_LIMIT_ORDERS_PER_MINUTE`: creations per user and minute (none: off).
     pub orders_per_minute: Option<std::num::NonZeroU32>,
+    /// Live updates (SSE).
+    pub live: LiveSettings,
 }
 
 impl ApiSettings {
@@ -88,9 +91,31 @@ impl ApiSettings {
                 0,
                 0..=1_000_000,
             )?),
+            live: live_from_env(env)?,
             common,
         })
     }
+}
+
+fn live_from_env(env: &impl Env) -> Result<LiveSettings, ConfigError> {
+    let idle = millis(env, "HTTP_IDLE_TIMEOUT_MS", 60_000, 100..=3_600_000)?;
+    let heartbeat = millis(env, "SSE_HEARTBEAT_MS", 15_000, 100..=300_000)?;
+    if optional(env, "SSE_HEARTBEAT_MS").is_some() && heartbeat >= idle {
+        return Err(ConfigError::new(
+            "SSE_HEARTBEAT_MS",
+            format!(
+                "must be below HTTP_IDLE_TIMEOUT_MS ({} ms), or quiet streams are cut",
+                idle.as_millis()
+            ),
+        ));
+    }
+    // The default gives way to a short idle timeout.
+    let heartbeat = heartbeat.min(idle / 2);
+    Ok(LiveSettings {
+        max_streams_per_user: parse_in_range(env, "SSE_MAX_STREAMS_PER_USER", 5, 1..=1000)?,
+        heartbeat,
+        check_every: millis(env, "SSE_CHECK_INTERVAL_MS", 1_000, 50..=60_000)?,
+    })
 }
 
 fn service_url(env: &impl Env, name: &str) -> Result<Option<String>, ConfigError> {

@@ -45,7 +45,9 @@ pub fn route_label(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match segments.as_slice() {
         ["api", "orders"] => "/api/orders",
+        ["api", "orders", "events"] => "/api/orders/events",
         ["api", "orders", _] => "/api/orders/{id}",
+        ["api", "orders", _, "events"] => "/api/orders/{id}/events",
         ["api", "orders", _, "history"] => "/api/orders/{id}/history",
         ["api", "orders", _, "cancel"] => "/api/orders/{id}/cancel",
         ["api", "orders", _, "ship"] => "/api/orders/{id}/ship",
@@ -66,6 +68,8 @@ fn allowed_methods(route: &str) -> Option<&'static str> {
         "/api/orders" => Some("GET, POST"),
         "/api/orders/{id}"
         | "/api/orders/{id}/history"
+        | "/api/orders/events"
+        | "/api/orders/{id}/events"
         | "/api/openapi.json"
         | "/api/asyncapi.json"
         | "/health/live"

@@ -6,6 +6,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod limits;
+pub mod live;
 pub mod problem;
 pub mod routes;
 pub mod startup;

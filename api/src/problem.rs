@@ -42,6 +42,9 @@ pub mod types {
     pub const BLANK: &str = "about:blank";
 }
 
+/// `Retry-After` of a refused live-update stream.
+pub const STREAM_RETRY_AFTER_SECS: u64 = 10;
+
 /// One invalid field of the request.
 #[derive(Object, Debug, Clone)]
 pub struct ProblemField {
@@ -226,6 +229,21 @@ impl ApiError {
                 format!("Too many orders; retry in {retry_after_secs} s."),
             )),
             retry_after_secs.to_string(),
+        )
+    }
+
+    /// 429 for one live-update stream too many.
+    pub fn too_many_streams(max: usize) -> Self {
+        ApiError::TooManyRequests(
+            Json(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                types::RATE_LIMITED,
+                format!(
+                    "You have {max} live-update streams open (SSE_MAX_STREAMS_PER_USER); \
+                     close one, or retry later."
+                ),
+            )),
+            STREAM_RETRY_AFTER_SECS.to_string(),
         )
     }
 

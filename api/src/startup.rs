@@ -6,6 +6,8 @@ use crate::config::ApiSettings;
 use crate::conn::{ConnLimits, GuardedAcceptor};
 use crate::http::HttpLayer;
 use crate::limits::OrderRateLimit;
+use crate::live::{Hub, LiveSettings};
+use crate::routes::live::LiveApi;
 use crate::routes::{health, orders::OrdersApi};
 use crate::upstream::{CartClient, ProductClient, Upstream};
 use deadpool_postgres::Pool;
@@ -16,6 +18,7 @@ use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How often expired idempotency keys are purged.
@@ -24,6 +27,11 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// A bound, not yet running API server.
 pub struct Application {
     port: u16,
+    /// The live-update fan-out and what feeds it (started by `run`).
+    hub: Arc<Hub>,
+    reads: tokio::sync::mpsc::UnboundedReceiver<order_shared::domain::OrderId>,
+    db: order_shared::db::DbSettings,
+    live: LiveSettings,
     acceptor: GuardedAcceptor<TcpAcceptor>,
     app: poem::endpoint::BoxEndpoint<'static>,
     pool: Pool,
@@ -55,7 +63,16 @@ impl Application {
                 "PRODUCT_SERVICE_URL is unset: client prices are trusted. Do not run like this in production."
             );
         }
+        let (reads_tx, reads) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(settings.live.max_streams_per_user, reads_tx);
+        let live = LiveApi {
+            pool: pool.clone(),
+            hub: hub.clone(),
+            settings: settings.live,
+            shutdown: shutdown.clone(),
+        };
         let orders = OrdersApi {
+            hub: hub.clone(),
             pool: pool.clone(),
             products,
             carts,
@@ -66,7 +83,7 @@ impl Application {
                 .orders_per_minute
                 .map(|n| Arc::new(OrderRateLimit::new(n))),
         };
-        let api = OpenApiService::new(orders, "Order service", env!("CARGO_PKG_VERSION"))
+        let api = OpenApiService::new((orders, live), "Order service", env!("CARGO_PKG_VERSION"))
             .description(
                 "Orders of the shop: placement, lifecycle (PENDING -> CONFIRMED -> SHIPPED -> \
                  DELIVERED, or CANCELLED) and history. Errors are RFC 9457 problem+json.",
@@ -94,9 +111,11 @@ impl Application {
                     "authorization",
                     "content-type",
                     "idempotency-key",
+                    "if-match",
+                    "last-event-id",
                     order_shared::trace::TRACEPARENT,
                 ])
-                .expose_headers(["location", "idempotent-replayed"])
+                .expose_headers(["location", "idempotent-replayed", "etag", "retry-after"])
                 .max_age(600);
             if !settings.cors_allowed_origins.iter().any(|o| o == "*") {
                 cors = cors.allow_origins(settings.cors_allowed_origins.iter().map(String::as_str));
@@ -123,6 +142,10 @@ impl Application {
         );
         Ok(Application {
             port,
+            hub,
+            reads,
+            db: settings.common.db.clone(),
+            live: settings.live,
             acceptor,
             app,
             pool,
@@ -148,6 +171,14 @@ impl Application {
             PURGE_INTERVAL,
             self.shutdown.clone(),
         ));
+        let feeding = crate::live::feed::spawn(
+            self.pool.clone(),
+            self.db,
+            self.hub,
+            self.reads,
+            self.live.check_every,
+            self.shutdown.clone(),
+        );
         let shutdown = self.shutdown.clone();
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
@@ -157,6 +188,7 @@ impl Application {
             )
             .await;
         purge.abort();
+        feeding.iter().for_each(JoinHandle::abort);
         self.pool.close();
         tracing::info!("order-api stopped.");
         result

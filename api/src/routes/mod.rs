@@ -2,5 +2,6 @@
 
 pub mod health;
 pub mod lenient;
+pub mod live;
 pub mod orders;
 pub mod wire;

@@ -6,6 +6,7 @@ mod create;
 mod hardening;
 mod helpers;
 mod idempotency;
+mod live;
 mod ops;
 mod outage;
 mod preconditions;

@@ -10,6 +10,7 @@ mod dead_letters;
 mod helpers;
 mod inbound;
 mod lease_faults;
+mod live;
 mod outage;
 mod publish;
 mod replicas;

@@ -8,6 +8,7 @@ mod input;
 use crate::auth::{BearerAuth, Caller};
 use crate::http::traceparent;
 use crate::limits::OrderRateLimit;
+use crate::live::Hub;
 use crate::problem::ApiError;
 use crate::routes::lenient::{Lenient, OrNull};
 use crate::routes::wire::{
@@ -30,7 +31,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Tags)]
-enum ApiTags {
+pub(crate) enum ApiTags {
     /// Orders and their lifecycle.
     Orders,
 }
@@ -38,6 +39,8 @@ enum ApiTags {
 /// The orders resource.
 #[derive(Debug, Clone)]
 pub struct OrdersApi {
+    /// This replica's live-update fan-out: changes made here go out at once.
+    pub hub: Arc<Hub>,
     pub pool: Pool,
     pub products: ProductClient,
     pub carts: CartClient,
@@ -114,6 +117,7 @@ impl OrdersApi {
         let traceparent = traceparent(req);
         let emit = self.emit(traceparent.as_ref());
         let order = change::apply(&self.pool, &emit, caller, id, change, if_match.as_ref()).await?;
+        self.hub.publish(&order);
         Ok(OrderResponse::of(order))
     }
 }
@@ -163,6 +167,7 @@ impl OrdersApi {
         let (order, replayed) = match orders::create_order(&client, &create).await? {
             Created::New(order) => {
                 tag_order(order.id);
+                self.hub.publish(&order);
                 metrics::counter!("orders_created_total").increment(1);
                 tracing::info!(order_id = %order.id, user_id = %order.user_id,
                     total_amount = order.total_amount, currency = %order.currency, "Order placed.");

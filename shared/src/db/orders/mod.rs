@@ -10,4 +10,6 @@ pub mod read;
 pub use crate::db::Emit;
 pub use change::{TransitionOutcome, transition_order, write_changed, write_history};
 pub use create::{CreateOrder, Created, IdempotencyKey, create_order};
-pub use read::{OrderQuery, OrderSlice, get_order, list_orders, lock_order, order_history};
+pub use read::{
+    OrderQuery, OrderSlice, get_order, get_orders, list_orders, lock_order, order_history,
+};

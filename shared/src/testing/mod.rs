@@ -2,6 +2,8 @@
 //! `order-relay`: a fresh, migrated database per test (so tests run in
 //! parallel), and a TCP proxy that can cut the database off and back on.
 
+pub mod sse;
+
 use crate::db::DbSettings;
 use std::net::SocketAddr;
 use std::sync::Arc;

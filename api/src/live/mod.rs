@@ -1,0 +1,28 @@
+//! Live order updates (Server-Sent Events) across API replicas.
+//!
+//! A change made on this replica is fanned out by its handler at once. A
+//! change made elsewhere (another replica, the relay's consumer) reaches
+//! every replica as a hint the relay NOTIFYs when it claims the outbox row;
+//! each replica LISTENs on one connection ([`feed`]) and reads only orders
+//! that an open stream watches. A once-a-second version check of the
+//! watched orders keeps streams current when no hint comes. The create
+//! path pays nothing for any of this: no NOTIFY in its transaction.
+
+pub mod feed;
+pub mod hub;
+
+pub use hub::{Hub, Subscription, TooManyStreams, Watch};
+
+use std::time::Duration;
+
+/// `SSE_*` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveSettings {
+    /// `SSE_MAX_STREAMS_PER_USER`: open streams per user on one replica.
+    pub max_streams_per_user: usize,
+    /// `SSE_HEARTBEAT_MS`: a comment line this often keeps proxies and the
+    /// idle timeout from closing a quiet stream.
+    pub heartbeat: Duration,
+    /// `SSE_CHECK_INTERVAL_MS`: the version check of watched orders.
+    pub check_every: Duration,
+}

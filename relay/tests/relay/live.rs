@@ -1,0 +1,129 @@
+//! Live updates (SSE) across API replicas through the relay: the relay
+//! NOTIFYs the rows it claims, and every replica's streams get the change,
+//! whether it was made on another replica or by the relay's consumer. The
+//! replicas' version check is set to a minute, so only the hint path can
+//! deliver within these tests.
+
+use crate::helpers::*;
+use crate::inbound::{event, place};
+use order_shared::testing::TestDb;
+use order_shared::testing::fresh_database;
+use order_shared::testing::sse::{SseEvent, SseStream};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const SECRET: &str = "live-secret-0123456789-0123456789-01234";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An API replica on `db` that only learns of others' changes from hints.
+async fn replica(db: &TestDb, shutdown: &CancellationToken) -> String {
+    let url = db.url.clone();
+    let settings = order_api::ApiSettings::from_env(&move |n: &str| match n {
+        "DATABASE_URL" => Some(url.clone()),
+        "JWT_SECRET" => Some(SECRET.into()),
+        "API_HOST" => Some("127.0.0.1".into()),
+        "API_PORT" => Some("0".into()),
+        "OUTBOX_SHARDS" => Some("8".into()),
+        "SSE_CHECK_INTERVAL_MS" => Some("60000".into()),
+        _ => None,
+    })
+    .unwrap();
+    let api = order_api::Application::build(settings, shutdown.child_token())
+        .await
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", api.port());
+    tokio::spawn(api.run());
+    addr
+}
+
+fn token(user: &str) -> String {
+    order_api::auth::mint_hs256(SECRET, user, false, 3600, None, None).unwrap()
+}
+
+async fn stream(addr: &str, path: &str) -> SseStream {
+    let auth = format!("Bearer {}", token("alice"));
+    let s = SseStream::connect(addr, path, &[("Authorization", &auth)])
+        .await
+        .unwrap();
+    assert_eq!(s.status, 200);
+    s
+}
+
+fn assert_version(event: Option<SseEvent>, id: Uuid, version: i64) -> serde_json::Value {
+    let event = event.unwrap_or_else(|| panic!("no message for {id} v{version}"));
+    assert_eq!(event.event.as_deref(), Some("order"));
+    assert_eq!(event.id, Some(format!("{id}:{version}")));
+    event.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_replica_reaches_the_streams_of_another() {
+    let db = fresh_database().await;
+    let relay = spawn_relay(relay_env(&db, &unique_prefix(), &brokers(), &[])).await;
+    let a = replica(&db, &relay.shutdown).await;
+    let b = replica(&db, &relay.shutdown).await;
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("http://{a}/api/orders"))
+        .bearer_auth(token("alice"))
+        .json(&serde_json::json!({
+            "currency": "USD",
+            "items": [{"productId": "sku-1", "quantity": 1, "unitPrice": 100}],
+            "shippingAddress": {"name": "A", "line1": "B", "city": "C", "postalCode": "D", "country": "US"}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let mut one = stream(&b, &format!("/api/orders/{id}/events")).await;
+    assert_version(one.next_event(WAIT).await, id, 1);
+    let mut mine = stream(&b, "/api/orders/events").await;
+
+    let resp = http
+        .patch(format!("http://{a}/api/orders/{id}/cancel"))
+        .bearer_auth(token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let order = assert_version(one.next_event(WAIT).await, id, 2);
+    assert_eq!(order["status"], "CANCELLED");
+    // The list stream opened after the placement, but the relay may announce
+    // the placement after that: version 1 may come first.
+    let mut next = mine.next_event(WAIT).await;
+    if next.as_ref().and_then(|e| e.id.clone()) == Some(format!("{id}:1")) {
+        next = mine.next_event(WAIT).await;
+    }
+    assert_version(next, id, 2);
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumed_payment_event_reaches_the_stream() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let relay = spawn_relay(relay_env(&db, &prefix, &brokers(), &[])).await;
+    let api = replica(&db, &relay.shutdown).await;
+    let id = place(&db).await;
+    let mut one = stream(&api, &format!("/api/orders/{id}/events")).await;
+    assert_version(one.next_event(WAIT).await, id, 1);
+
+    produce(
+        &brokers(),
+        &format!("{prefix}payment.authorized"),
+        &id.to_string(),
+        &event(id, r#","paymentId":"pay-live""#),
+        None,
+    )
+    .await;
+
+    let order = assert_version(one.next_event(Duration::from_secs(60)).await, id, 2);
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["paymentId"], "pay-live");
+    relay.stop().await;
+}

@@ -1,0 +1,127 @@
+//! Hints for the API's live updates (SSE). The relay announces the outbox
+//! rows it claims on [`CHANGES_CHANNEL`], at claim time, not after the
+//! broker's acks (which would add the publish latency); each API replica
+//! LISTENs on one connection and reads only the orders someone watches.
+//! [`changed_since`] is the fallback when no hint comes (broker or relay
+//! down): a periodic check of the watched orders' versions.
+//!
+//! No NOTIFY is sent in the API's own write transactions: one there was
+//! measured at -35 % create throughput (it takes a global lock at commit).
+
+use crate::StoreError;
+use crate::db::GenericClient;
+use crate::domain::{OrderId, UserId};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// NOTIFY channel of changed orders; the payload is a JSON array of
+/// `[orderId, version, userId]`, at most [`HINTS_PER_NOTIFY`] of them.
+pub const CHANGES_CHANNEL: &str = "order_changes";
+
+/// Hints per NOTIFY: the relay cuts the user id to 255 characters (at most
+/// 1020 bytes of UTF-8, or 510 of escaped ASCII), so 7 entries stay below
+/// PostgreSQL's 8000-byte payload limit. A longer id only loses the hint;
+/// the periodic check still finds the change.
+pub const HINTS_PER_NOTIFY: i64 = 7;
+
+/// One changed order as a hint names it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Hint {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its version after the change.
+    pub version: i64,
+    /// Its owner, so that replicas can tell who watches it.
+    pub user_id: UserId,
+}
+
+/// Reads a NOTIFY payload of [`CHANGES_CHANNEL`].
+pub fn parse_hints(payload: &str) -> Result<Vec<Hint>, serde_json::Error> {
+    let rows: Vec<(Uuid, i64, String)> = serde_json::from_str(payload)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, version, user)| Hint {
+            order_id: OrderId::from(id),
+            version,
+            user_id: UserId::new(user),
+        })
+        .collect())
+}
+
+/// What a replica's open streams watch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// Orders with a stream of their own.
+    pub orders: Vec<OrderId>,
+    /// Users with a stream of their orders.
+    pub users: Vec<UserId>,
+    /// An admin watches every order.
+    pub all: bool,
+}
+
+impl Watched {
+    /// Nothing is watched.
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty() && self.users.is_empty() && !self.all
+    }
+}
+
+const CHANGED_SINCE: &str = "\
+SELECT id, version, user_id FROM orders WHERE id = ANY($2) AND updated_at > $1
+UNION
+SELECT id, version, user_id FROM orders WHERE user_id = ANY($3) AND updated_at > $1
+UNION
+SELECT id, version, user_id FROM orders WHERE $4 AND updated_at > $1";
+
+/// The watched orders that changed after `since` (by `updated_at`), with
+/// their versions now.
+pub async fn changed_since(
+    client: &impl GenericClient,
+    since: DateTime<Utc>,
+    watched: &Watched,
+) -> Result<Vec<Hint>, StoreError> {
+    let ids: Vec<Uuid> = watched.orders.iter().map(|id| *id.as_uuid()).collect();
+    let users: Vec<&str> = watched.users.iter().map(UserId::as_str).collect();
+    let stmt = client.prepare_cached(CHANGED_SINCE).await?;
+    let rows = client
+        .query(&stmt, &[&since, &ids, &users, &watched.all])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Hint {
+                order_id: OrderId::from(r.try_get::<_, Uuid>(0)?),
+                version: r.try_get(1)?,
+                user_id: UserId::new(r.try_get::<_, String>(2)?),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_are_read_from_the_relay_payload() {
+        let hints = parse_hints(
+            r#"[["0190a6f0-0000-7000-8000-000000000001",3,"alice"],["0190a6f0-0000-7000-8000-000000000002",1,"b:ob \"x\""]]"#,
+        )
+        .unwrap();
+        assert_eq!(hints.len(), 2);
+        assert_eq!(hints[0].version, 3);
+        assert_eq!(hints[1].user_id.as_str(), "b:ob \"x\"");
+        assert!(parse_hints("3").is_err());
+        assert!(parse_hints(r#"[["not-a-uuid",1,"a"]]"#).is_err());
+    }
+
+    #[test]
+    fn the_largest_notify_payload_fits_postgres_limit() {
+        let id = "0190a6f0-0000-7000-8000-000000000001";
+        for user in ["\u{1F600}".repeat(255), "\"".repeat(255)] {
+            let entry = serde_json::json!([id, i64::MAX, user]).to_string();
+            let payload = format!("[{}]", vec![entry; HINTS_PER_NOTIFY as usize].join(","));
+            assert!(payload.len() < 8000, "{}", payload.len());
+        }
+    }
+}
