@@ -6,7 +6,7 @@ use crate::config::ApiSettings;
 use crate::conn::{ConnLimits, GuardedAcceptor};
 use crate::http::HttpLayer;
 use crate::limits::OrderRateLimit;
-use crate::live::{Hub, LiveSettings};
+use crate::live::{Announcer, Hub, LiveSettings};
 use crate::routes::live::LiveApi;
 use crate::routes::{health, orders::OrdersApi};
 use crate::upstream::{CartClient, ProductClient, Upstream};
@@ -29,6 +29,7 @@ pub struct Application {
     port: u16,
     /// The live-update fan-out and what feeds it (started by `run`).
     hub: Arc<Hub>,
+    announcing: JoinHandle<()>,
     reads: tokio::sync::mpsc::UnboundedReceiver<order_shared::domain::OrderId>,
     db: order_shared::db::DbSettings,
     live: LiveSettings,
@@ -71,8 +72,10 @@ impl Application {
             settings: settings.live,
             shutdown: shutdown.clone(),
         };
+        let (announcer, announcing) = Announcer::spawn(pool.clone(), shutdown.clone());
         let orders = OrdersApi {
             hub: hub.clone(),
+            announcer,
             pool: pool.clone(),
             products,
             carts,
@@ -143,6 +146,7 @@ impl Application {
         Ok(Application {
             port,
             hub,
+            announcing,
             reads,
             db: settings.common.db.clone(),
             live: settings.live,
@@ -189,6 +193,7 @@ impl Application {
             .await;
         purge.abort();
         feeding.iter().for_each(JoinHandle::abort);
+        self.announcing.abort();
         self.pool.close();
         tracing::info!("order-api stopped.");
         result

@@ -1,7 +1,8 @@
 //! Live updates (SSE) on one API replica, and across two replicas through
-//! the version check alone (no relay here; the relay's hint path is tested
-//! in the relay's tests): initial state, `Last-Event-ID`, list streams, the
-//! per-user cap, ownership, heartbeats, the gauge, and shutdown.
+//! a replica's announcement or the version check alone (no relay here; the
+//! relay's hint path is tested in the relay's tests): initial state,
+//! `Last-Event-ID`, list streams, the per-user cap, ownership, heartbeats,
+//! the gauge, and shutdown.
 
 use crate::helpers::*;
 use order_shared::testing::sse::{SseEvent, SseStream};
@@ -287,11 +288,11 @@ async fn open_streams_end_at_shutdown_without_waiting_for_the_grace_period() {
 }
 
 #[tokio::test]
-async fn another_replicas_change_arrives_through_the_version_check() {
-    // No relay: only the periodic check can carry it (as when the broker is down).
-    let a = spawn_app().await;
-    let b = spawn_app_on(a.db.clone(), &[("SSE_CHECK_INTERVAL_MS", "200")]).await;
-    let id = id_of(&a.create_order("alice").await);
+async fn a_change_no_replica_announced_arrives_through_the_version_check() {
+    // Written straight to the database (as when no hint comes: relay or
+    // broker down): only the periodic check can find it.
+    let b = spawn_app_with(&[("SSE_CHECK_INTERVAL_MS", "200")]).await;
+    let id = id_of(&b.create_order("alice").await);
     let mut stream = b
         .sse(
             &format!("/api/orders/{id}/events"),
@@ -301,12 +302,59 @@ async fn another_replicas_change_arrives_through_the_version_check() {
         .await;
     assert_order_event(&stream.next_event(WAIT).await.unwrap(), id, 1);
 
+    b.confirm(id).await;
+
+    let event = stream
+        .next_event(WAIT)
+        .await
+        .expect("the change found by the check");
+    assert_order_event(&event, id, 2);
+    assert_eq!(event.json()["status"], "CONFIRMED");
+}
+
+#[tokio::test]
+async fn another_replicas_change_arrives_through_its_announcement() {
+    // No relay, and a version check that would take a minute: only replica
+    // a's announcement (a NOTIFY after its commit) can carry the change.
+    let quiet = [("SSE_CHECK_INTERVAL_MS", "60000")];
+    let a = spawn_app_with(&quiet).await;
+    let b = spawn_app_on(a.db.clone(), &quiet).await;
+    let id = id_of(&a.create_order("alice").await);
+    let mut stream = b
+        .sse(
+            &format!("/api/orders/{id}/events"),
+            &token("alice", false),
+            None,
+        )
+        .await;
+    assert_order_event(&stream.next_event(WAIT).await.unwrap(), id, 1);
+    let mut list = b
+        .sse("/api/orders/events", &token("alice", false), None)
+        .await;
+
+    let sent = Instant::now();
     cancel(&a, id).await;
+    let created = id_of(&a.create_order("alice").await);
 
     let event = stream
         .next_event(WAIT)
         .await
         .expect("the change made on replica a");
     assert_order_event(&event, id, 2);
-    assert_eq!(event.json()["status"], "CANCELLED");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    // The list stream opened after the placement, whose announcement may
+    // still come first.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = list.next_event(WAIT).await.expect("list updates");
+        let event_id = event.id.unwrap();
+        if event_id != format!("{id}:1") {
+            seen.push(event_id);
+        }
+    }
+    assert_eq!(seen, [format!("{id}:2"), format!("{created}:1")]);
 }

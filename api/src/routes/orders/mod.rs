@@ -8,7 +8,7 @@ mod input;
 use crate::auth::{BearerAuth, Caller};
 use crate::http::traceparent;
 use crate::limits::OrderRateLimit;
-use crate::live::Hub;
+use crate::live::{Announcer, Hub};
 use crate::problem::ApiError;
 use crate::routes::lenient::{Lenient, OrNull};
 use crate::routes::wire::{
@@ -41,6 +41,8 @@ pub(crate) enum ApiTags {
 pub struct OrdersApi {
     /// This replica's live-update fan-out: changes made here go out at once.
     pub hub: Arc<Hub>,
+    /// Tells the other replicas about changes made here.
+    pub announcer: Announcer,
     pub pool: Pool,
     pub products: ProductClient,
     pub carts: CartClient,
@@ -118,6 +120,7 @@ impl OrdersApi {
         let emit = self.emit(traceparent.as_ref());
         let order = change::apply(&self.pool, &emit, caller, id, change, if_match.as_ref()).await?;
         self.hub.publish(&order);
+        self.announcer.announce(&order);
         Ok(OrderResponse::of(order))
     }
 }
@@ -168,6 +171,7 @@ impl OrdersApi {
             Created::New(order) => {
                 tag_order(order.id);
                 self.hub.publish(&order);
+                self.announcer.announce(&order);
                 metrics::counter!("orders_created_total").increment(1);
                 tracing::info!(order_id = %order.id, user_id = %order.user_id,
                     total_amount = order.total_amount, currency = %order.currency, "Order placed.");
