@@ -46,6 +46,19 @@ async fn cancel(app: &TestApp, id: Uuid) {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
+/// Alice's stream of order `id`, past its initial state (version 1).
+async fn watch(app: &TestApp, id: Uuid) -> SseStream {
+    let mut stream = app
+        .sse(
+            &format!("/api/orders/{id}/events"),
+            &token("alice", false),
+            None,
+        )
+        .await;
+    assert_order_event(&stream.next_event(WAIT).await.unwrap(), id, 1);
+    stream
+}
+
 fn assert_order_event(event: &SseEvent, id: Uuid, version: i64) {
     assert_eq!(event.event.as_deref(), Some("order"));
     assert_eq!(
@@ -293,14 +306,7 @@ async fn a_change_no_replica_announced_arrives_through_the_version_check() {
     // broker down): only the periodic check can find it.
     let b = spawn_app_with(&[("SSE_CHECK_INTERVAL_MS", "200")]).await;
     let id = id_of(&b.create_order("alice").await);
-    let mut stream = b
-        .sse(
-            &format!("/api/orders/{id}/events"),
-            &token("alice", false),
-            None,
-        )
-        .await;
-    assert_order_event(&stream.next_event(WAIT).await.unwrap(), id, 1);
+    let mut stream = watch(&b, id).await;
 
     b.confirm(id).await;
 
@@ -320,14 +326,7 @@ async fn another_replicas_change_arrives_through_its_announcement() {
     let a = spawn_app_with(&quiet).await;
     let b = spawn_app_on(a.db.clone(), &quiet).await;
     let id = id_of(&a.create_order("alice").await);
-    let mut stream = b
-        .sse(
-            &format!("/api/orders/{id}/events"),
-            &token("alice", false),
-            None,
-        )
-        .await;
-    assert_order_event(&stream.next_event(WAIT).await.unwrap(), id, 1);
+    let mut stream = watch(&b, id).await;
     let mut list = b
         .sse("/api/orders/events", &token("alice", false), None)
         .await;

@@ -31,7 +31,7 @@ fn new_order() -> NewOrder {
     .unwrap()
 }
 
-async fn change(pool: &deadpool_postgres::Pool, id: Uuid, change: Change) {
+pub async fn change(pool: &deadpool_postgres::Pool, id: Uuid, change: Change) {
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
     let t = Transition {

@@ -3,11 +3,10 @@
 //! a re-run while earlier events are unpublished; filters and dry run.
 
 use crate::helpers::*;
+use crate::publish::change;
 use order_shared::db::Emit;
-use order_shared::db::orders::{CreateOrder, Created, create_order, transition_order};
-use order_shared::domain::{
-    AddressInput, Change, ItemInput, NewOrder, NewOrderInput, Transition, UserId,
-};
+use order_shared::db::orders::{CreateOrder, Created, create_order};
+use order_shared::domain::{AddressInput, Change, ItemInput, NewOrder, NewOrderInput, UserId};
 use order_shared::testing::{TestDb, fresh_database};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -49,20 +48,6 @@ async fn place(pool: &deadpool_postgres::Pool, user: &str) -> Uuid {
         Created::New(o) => o.id.into(),
         Created::Replayed(_) => panic!("new order"),
     }
-}
-
-async fn change(pool: &deadpool_postgres::Pool, id: Uuid, change: Change) {
-    let mut client = pool.get().await.unwrap();
-    let tx = client.transaction().await.unwrap();
-    let t = Transition {
-        order_id: id.into(),
-        change,
-        owner: None,
-        actor: "test",
-        if_match: None,
-    };
-    transition_order(&tx, &t, &EMIT).await.unwrap();
-    tx.commit().await.unwrap();
 }
 
 /// Runs `order-relay snapshot ARGS` as a process; (success, stdout, stderr).
