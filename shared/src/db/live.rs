@@ -38,13 +38,14 @@ pub struct Hint {
 
 /// Reads a NOTIFY payload of [`CHANGES_CHANNEL`].
 pub fn parse_hints(payload: &str) -> Result<Vec<Hint>, serde_json::Error> {
-    let rows: Vec<(Uuid, i64, String)> = serde_json::from_str(payload)?;
+    // A row without a userId (not one the service wrote) names nobody.
+    let rows: Vec<(Uuid, i64, Option<String>)> = serde_json::from_str(payload)?;
     Ok(rows
         .into_iter()
         .map(|(id, version, user)| Hint {
             order_id: OrderId::from(id),
             version,
-            user_id: UserId::new(user),
+            user_id: UserId::new(user.unwrap_or_default()),
         })
         .collect())
 }
@@ -112,6 +113,9 @@ mod tests {
         assert_eq!(hints[0].version, 3);
         assert_eq!(hints[1].user_id.as_str(), "b:ob \"x\"");
         assert!(parse_hints("3").is_err());
+        let anonymous =
+            parse_hints(r#"[["0190a6f0-0000-7000-8000-000000000001",1,null]]"#).unwrap();
+        assert_eq!(anonymous[0].user_id.as_str(), "");
         assert!(parse_hints(r#"[["not-a-uuid",1,"a"]]"#).is_err());
     }
 
