@@ -7,6 +7,7 @@ mod hardening;
 mod helpers;
 mod idempotency;
 mod live;
+mod live_faults;
 mod ops;
 mod outage;
 mod preconditions;
