@@ -158,7 +158,7 @@ async fn place_orders(
     rate: u64,
     secs: u64,
     created: Option<tokio::sync::mpsc::UnboundedSender<(String, Instant)>>,
-) -> usize {
+) -> (usize, Vec<f64>) {
     let http = reqwest::Client::new();
     let body = serde_json::json!({
         "currency": "USD",
@@ -174,27 +174,40 @@ async fn place_orders(
         let (http, url, token, body) = (http.clone(), url.clone(), token.to_owned(), body.clone());
         let created = created.clone();
         tasks.spawn(async move {
+            let sent = Instant::now();
             let Ok(resp) = http.post(&url).bearer_auth(&token).json(&body).send().await else {
-                return false;
+                return None;
             };
             let done = Instant::now();
             if resp.status() != 201 {
-                return false;
+                return None;
             }
+            let ms = done.duration_since(sent).as_secs_f64() * 1e3;
             if let Some(tx) = created
                 && let Ok(v) = resp.json::<serde_json::Value>().await
                 && let Some(id) = v["id"].as_str()
             {
                 let _ = tx.send((id.to_owned(), done));
             }
-            true
+            Some(ms)
         });
     }
-    let mut ok = 0;
+    let mut latencies = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        ok += usize::from(matches!(done, Ok(true)));
+        if let Ok(Some(ms)) = done {
+            latencies.push(ms);
+        }
     }
-    ok
+    latencies.sort_by(f64::total_cmp);
+    (latencies.len(), latencies)
+}
+
+/// The `q` quantile of sorted values.
+fn pick(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
 /// `(upper bound, cumulative count)` of `outbox_publish_latency_seconds`.
@@ -246,7 +259,12 @@ async fn ack_latency(
     secs: u64,
 ) -> anyhow::Result<()> {
     let before = latency_buckets(metrics).await?;
-    let placed = place_orders(api, token, rate, secs, None).await;
+    let (placed, http) = place_orders(api, token, rate, secs, None).await;
+    println!(
+        "HTTP create at {rate} orders/s: p50 {:.1} ms, p99 {:.1} ms",
+        pick(&http, 0.50),
+        pick(&http, 0.99)
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = latency_buckets(metrics).await?;
     let delta: Vec<(f64, f64)> = after

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# One benchmark command for the API and the relay beside PostgreSQL itself
+# (not a test). Every figure is a ratio measured side by side in one run,
+# A B A B interleaved: the service against pgbench making the same SQL.
+#   1. create: order-api (wrk, 16 connections, relay publishing) vs pgbench
+#      of the same writes in one round trip (scripts/bench/pg-create.sql);
+#      CPU per create of order-api and order-relay from /proc; HTTP p50/p99
+#      at half the measured rate.
+#   2. reads: GET one order and a page of 20 vs pgbench of the same queries.
+#   3. relay: CPU per published event (from the create runs).
+#   4. commit -> broker ack at 1,000 orders/s (the relay's histogram),
+#      beside a raw producer's one-record ack latency.
+#   6. peak RSS (VmHWM) of both binaries after all of it.
+# Figure 5 (inbound events vs pgbench) and the relay's drain ratio are not
+# in it yet: ./scripts/bench-relay.sh measures the drain. Results and the
+# profile: docs/benchmarks.md.
+# Usage: ./scripts/bench.sh [SECS=10] [ROUNDS=2]
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT" || exit 1
+
+SECS="${1:-10}"
+ROUNDS="${2:-2}"
+SHARDS=32
+BENCH_DB=orders_bench_all
+BENCH_URL="postgres://orders:orders@127.0.0.1:${PG_PORT}/${BENCH_DB}"
+SECRET="bench-secret-0123456789-0123456789-0123456789"
+HZ=$(getconf CLK_TCK)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do
+    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+start_postgres
+start_tansu
+if ! command -v wrk >/dev/null; then
+  log "Installing wrk (Debian package)"
+  apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null
+fi
+log "Building release binaries and the bench tool"
+cargo build --release --locked --bins -p order-api -p order-relay
+cargo build --release --locked -p order-relay --example bench
+
+as_postgres dropdb -p "$PG_PORT" --if-exists "$BENCH_DB" >/dev/null
+as_postgres createdb -p "$PG_PORT" -O orders "$BENCH_DB"
+DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS ./target/release/order-api migrate >/dev/null 2>&1
+psql_b() { psql "$BENCH_URL" -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="bench.all.$(date +%s)." \
+  KAFKA_CREATE_TOPICS=true CONSUMER_ENABLED=false RELAY_PORT=3131 RUST_LOG=warn \
+  ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
+relay_pid=$!
+PIDS+=("$relay_pid")
+env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS APP_ENV=development JWT_SECRET="$SECRET" \
+  API_HOST=127.0.0.1 API_PORT=3130 DATABASE_POOL_SIZE=16 RUST_LOG=warn \
+  ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
+api_pid=$!
+PIDS+=("$api_pid")
+WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3130/health/ready
+WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3131/health/ready
+API=http://127.0.0.1:3130
+TOKEN=$(APP_ENV=development JWT_SECRET="$SECRET" ./target/release/order-api token --sub bench)
+export TOKEN
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+drained() { [ "$(psql_b -c 'SELECT count(*) FROM outbox')" = 0 ]; }
+settle() { WAIT_SECS=120 wait_for drained; sleep 1; }
+rate_of() { awk '/Requests\/sec/ {printf "%.0f", $2}'; }
+pg_tps() { PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -c 16 -j 2 -T "$SECS" "$@" "$BENCH_DB" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
+mean() { awk '{s += $1; n++} END {if (n) printf "%.0f", s / n}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
+verdict() { awk -v v="$1" -v t="$2" -v d="$3" 'BEGIN {ok = (d == "min") ? v >= t : v <= t; print ok ? "met" : "MISSED"}'; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -sr); PostgreSQL $(psql_b -c 'SHOW server_version'); Tansu $TANSU_VERSION (memory engine); $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD)"
+
+log "1. create: API (wrk) vs pgbench, $ROUNDS x (A B), $SECS s each, relay publishing"
+wrk -t2 -c16 -d3s -s scripts/bench/create-order.lua "$API/api/orders" >/dev/null
+api_rates=(); pg_rates=(); api_us=(); relay_us=()
+for _ in $(seq "$ROUNDS"); do
+  settle
+  a0=$(ticks "$api_pid"); r0=$(ticks "$relay_pid"); n0=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id = 'bench'")
+  rate=$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/create-order.lua "$API/api/orders" | rate_of)
+  a1=$(ticks "$api_pid")
+  settle
+  r1=$(ticks "$relay_pid"); n1=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id = 'bench'")
+  n=$((n1 - n0))
+  api_rates+=("$rate")
+  api_us+=("$(awk -v t=$((a1 - a0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')")
+  relay_us+=("$(awk -v t=$((r1 - r0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')")
+  pg_rates+=("$(pg_tps -f scripts/bench/pg-create.sql)")
+done
+create_api=$(printf '%s\n' "${api_rates[@]}" | mean)
+create_pg=$(printf '%s\n' "${pg_rates[@]}" | mean)
+cpu_api=$(printf '%s\n' "${api_us[@]}" | mean)
+cpu_relay=$(printf '%s\n' "${relay_us[@]}" | mean)
+echo "  API ${api_rates[*]} orders/s; pgbench ${pg_rates[*]} tps; API CPU ${api_us[*]} us/create; relay CPU ${relay_us[*]} us/event"
+
+log "2. reads: GET one order and a page of 20, API vs pgbench"
+settle
+ID=$(curl -fsS -X POST "$API/api/orders" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d '{"currency":"USD","items":[{"productId":"sku-1","quantity":2,"unitPrice":1999},{"productId":"sku-2","quantity":1,"unitPrice":500}],"shippingAddress":{"name":"Bench","line1":"1 Main St","city":"X","postalCode":"1","country":"US"}}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+get_api=(); get_pg=(); list_api=(); list_pg=()
+for _ in $(seq "$ROUNDS"); do
+  get_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders/$ID" | rate_of)")
+  get_pg+=("$(pg_tps -f scripts/bench/pg-get.sql -D id="$ID")")
+  list_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders?limit=20" | rate_of)")
+  list_pg+=("$(pg_tps -f scripts/bench/pg-list.sql)")
+done
+echo "  GET one: API ${get_api[*]} req/s, pgbench ${get_pg[*]} tps; list 20: API ${list_api[*]} req/s, pgbench ${list_pg[*]} tps"
+
+log "4. commit -> ack at 1,000 orders/s, and HTTP p50/p99 at half the create rate"
+settle
+half=$((create_api / 2))
+./target/release/examples/bench latency --api "$API" --token "$TOKEN" \
+  --relay-metrics http://127.0.0.1:3131/metrics --rate "$half" --secs "$SECS" | tee "$LOG_DIR/bench-half.txt"
+settle
+./target/release/examples/bench latency --api "$API" --token "$TOKEN" \
+  --relay-metrics http://127.0.0.1:3131/metrics --rate 1000 --secs "$SECS" | tee "$LOG_DIR/bench-ack.txt"
+./target/release/examples/bench ping --brokers "$KAFKA_BROKERS" --topic "bench.ping.$(date +%s)" --count 200 | tee "$LOG_DIR/bench-ping.txt"
+p50_half=$(sed -n 's/.*HTTP create.*p50 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
+p99_half=$(sed -n 's/.*HTTP create.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
+ack_p99=$(sed -n 's/^commit->ack.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ack.txt")
+raw_p99=$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ping.txt")
+
+rss_api=$(hwm_mb "$api_pid"); rss_relay=$(hwm_mb "$relay_pid")
+get_r=$(ratio "$(printf '%s\n' "${get_api[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")
+list_r=$(ratio "$(printf '%s\n' "${list_api[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")
+create_r=$(ratio "$create_api" "$create_pg")
+tail_r=$(ratio "$p99_half" "$p50_half")
+
+echo
+printf '%-58s %-18s %-10s %s\n' "figure" "measured" "target" "verdict"
+row() { printf '%-58s %-18s %-10s %s\n' "$1" "$2" "$3" "$4"; }
+row "1. create: API / pgbench ($create_api / $create_pg)" "$create_r" ">= 0.9" "$(verdict "$create_r" 0.9 min)"
+row "1. API CPU per create (us)" "$cpu_api" "<= 80" "$(verdict "$cpu_api" 80 max)"
+row "1. HTTP p99 / p50 at $half orders/s ($p99_half / $p50_half ms)" "$tail_r" "<= 3" "$(verdict "$tail_r" 3 max)"
+row "2. GET one order: API / pgbench" "$get_r" ">= 0.9" "$(verdict "$get_r" 0.9 min)"
+row "2. list 20: API / pgbench" "$list_r" ">= 0.9" "$(verdict "$list_r" 0.9 min)"
+row "3. relay CPU per published event (us)" "$cpu_relay" "<= 25" "$(verdict "$cpu_relay" 25 max)"
+row "4. commit -> ack p99 at 1,000/s (ms; raw producer p99 $raw_p99)" "$ack_p99" "<= 20" "$(verdict "$ack_p99" 20 max)"
+row "6. order-api peak RSS (MB)" "$rss_api" "<= 60" "$(verdict "$rss_api" 60 max)"
+row "6. order-relay peak RSS (MB)" "$rss_relay" "<= 60" "$(verdict "$rss_relay" 60 max)"
+row "3. drain / PostgreSQL claim+delete; 4. relay share; 5. inbound" "not measured here" "" "(see docs)"
