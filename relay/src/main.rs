@@ -9,6 +9,12 @@ use order_relay::{Relay, RelaySettings};
 use order_shared::config::{CommonSettings, ProcessEnv};
 use std::process::ExitCode;
 
+/// mimalloc: the allocator was the largest single cost in the profile
+/// (about 15 % of the API's CPU per create with glibc malloc;
+/// docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox parked | outbox replay (--id ID | --all)
                    | dlq list | dlq replay [--topic T] [--since RFC3339] [--limit N] [--dry-run]
                    | snapshot [--order ID]... [--since RFC3339] [--status S] [--all] [--rate N] [--dry-run]]";
