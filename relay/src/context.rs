@@ -4,6 +4,7 @@
 use crate::config::RelaySettings;
 use crate::consumer::health::ConsumerHealth;
 use crate::kafka::{Producers, create_topics};
+use order_shared::db::live::Announcer;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct RelayContext {
     pub settings: RelaySettings,
+    /// Live-update hints of the claimed rows, for the API replicas.
+    pub hints: Announcer,
     pub producers: Producers,
     /// Every topic the relay produces to or consumes from (prefixed).
     pub topics: Vec<String>,
@@ -27,8 +30,14 @@ pub struct RelayContext {
 }
 
 impl RelayContext {
-    pub fn new(settings: RelaySettings, producers: Producers, topics: Vec<String>) -> Self {
+    pub fn new(
+        settings: RelaySettings,
+        producers: Producers,
+        topics: Vec<String>,
+        hints: Announcer,
+    ) -> Self {
         RelayContext {
+            hints,
             settings,
             producers,
             topics,

@@ -43,6 +43,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             attempts: 0,
             parked: false,
+            user_id: None,
         };
         let written: BTreeSet<String> = record_headers(&row)
             .iter()

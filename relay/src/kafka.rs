@@ -236,6 +236,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             attempts: 0,
             parked: false,
+            user_id: None,
         }
     }
 

@@ -7,6 +7,7 @@ use crate::health;
 use crate::kafka::{Producers, create_topics};
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
+use order_shared::db::live::Announcer;
 use order_shared::db::purge::Purge;
 use order_shared::domain::EventType;
 use poem::listener::TcpAcceptor;
@@ -66,7 +67,8 @@ impl Relay {
         let (acceptor, port) =
             order_shared::listen::bind(&settings.host, settings.port, "RELAY_HOST/RELAY_PORT")
                 .await?;
-        let ctx = Arc::new(RelayContext::new(settings, producers, topics));
+        let (hints, _) = Announcer::spawn(pool.clone(), shutdown.clone());
+        let ctx = Arc::new(RelayContext::new(settings, producers, topics, hints));
         Ok(Relay {
             ctx,
             pool,

@@ -1,21 +1,21 @@
 //! Live order updates (Server-Sent Events) across API replicas.
 //!
 //! A change made on this replica is fanned out by its handler at once, and
-//! announced to the other replicas right after its commit ([`announce`]:
+//! announced to the other replicas right after its commit ([`Announcer`]:
 //! queued by the handler, NOTIFYed in batches by a task, outside the write
 //! transaction). A change made by the relay's consumer reaches every
-//! replica as a hint the relay NOTIFYs when it claims the outbox row (also
-//! the backstop for the rest). Each replica LISTENs on one connection
-//! ([`feed`]) and reads only orders that an open stream watches. A once-a-second version check of the
-//! watched orders keeps streams current when no hint comes. The create
-//! path pays nothing for any of this: no NOTIFY in its transaction.
+//! replica as a hint the relay announces when it claims the outbox row
+//! (also the backstop for the rest). Each replica LISTENs on one connection
+//! ([`feed`]) and reads only orders that an open stream watches. A
+//! once-a-second version check of the watched orders keeps streams current
+//! when no hint comes. The create path pays nothing for any of this: no
+//! NOTIFY in its transaction.
 
-pub mod announce;
 pub mod feed;
 pub mod hub;
 
-pub use announce::Announcer;
 pub use hub::{Hub, Subscription, TooManyStreams, Watch};
+pub use order_shared::db::live::Announcer;
 
 use std::time::Duration;
 

@@ -127,3 +127,56 @@ async fn a_consumed_payment_event_reaches_the_stream() {
     assert_eq!(order["paymentId"], "pay-live");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_never_hold_back_publishing_whatever_the_user_id() {
+    // A 20,000-character user id (a NOTIFY payload holds 8,000 bytes) and
+    // none at all: every row is published, and the hints still go out,
+    // sent apart from the claim.
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    client
+        .execute(
+            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
+             SELECT gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', \
+                    CASE WHEN n % 2 = 0 THEN jsonb_build_object('userId', repeat('é', 20000)) \
+                         ELSE '{}'::jsonb END, 3 \
+             FROM generate_series(1, 30) n",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (listener, mut conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = msg {
+                let _ = tx.send(n.payload().to_owned());
+            }
+        }
+    });
+    listener
+        .batch_execute("LISTEN order_changes")
+        .await
+        .unwrap();
+    let relay = spawn_relay(relay_env(&db, &unique_prefix(), &brokers(), &[])).await;
+
+    eventually("every row published", Duration::from_secs(60), || async {
+        outbox_count(&db).await == 0
+    })
+    .await;
+    let mut hinted = 0;
+    while let Ok(Some(payload)) = tokio::time::timeout(Duration::from_secs(2), notes.recv()).await {
+        let hints = order_shared::db::live::parse_hints(&payload).expect("a well-formed hint");
+        assert!(
+            hints
+                .iter()
+                .all(|h| h.user_id.as_str().chars().count() <= 255)
+        );
+        hinted += hints.len();
+    }
+    assert!(hinted >= 30, "{hinted} hints");
+    relay.stop().await;
+}

@@ -1,7 +1,9 @@
-//! Hints for the API's live updates (SSE). The relay announces the outbox
-//! rows it claims on [`CHANGES_CHANNEL`], at claim time, not after the
-//! broker's acks (which would add the publish latency); each API replica
-//! LISTENs on one connection and reads only the orders someone watches.
+//! Hints for the API's live updates (SSE) on [`CHANGES_CHANNEL`]: each API
+//! replica announces its own changes after their commit, and the relay the
+//! outbox rows it claims, at claim time, not after the broker's acks (which
+//! would add the publish latency); both through an [`Announcer`]. Each API
+//! replica LISTENs on one connection and reads only the orders someone
+//! watches.
 //! [`changed_since`] is the fallback when no hint comes (broker or relay
 //! down): a periodic check of the watched orders' versions.
 //!
@@ -12,7 +14,12 @@ use crate::StoreError;
 use crate::db::GenericClient;
 use crate::domain::{OrderId, UserId};
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
 use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// NOTIFY channel of changed orders; the payload is a JSON array of
@@ -97,6 +104,76 @@ pub async fn changed_since(
             })
         })
         .collect()
+}
+
+/// Hints queued at most; beyond, hints are dropped (the version check of
+/// the other replicas still finds the change).
+const QUEUE: usize = 10_000;
+/// Hints sent per statement at most.
+const BATCH: usize = 700;
+
+/// Sends hints of committed changes on [`CHANGES_CHANNEL`]: callers queue a
+/// hint (a channel send, nothing more) and one task sends whatever is
+/// queued as NOTIFYs in one statement, on a pooled connection, outside any
+/// write transaction and apart from the relay's claims: a failed or slow
+/// NOTIFY (a full notification queue, say) loses hints, never a write or a
+/// publish. The API announces its own changes right after their commit;
+/// the relay announces the rows it claims (the path for its consumer's
+/// changes, and the backstop).
+#[derive(Debug, Clone)]
+pub struct Announcer {
+    tx: mpsc::Sender<String>,
+}
+
+impl Announcer {
+    /// Starts the sending task; it ends with `shutdown`.
+    pub fn spawn(pool: Pool, shutdown: CancellationToken) -> (Announcer, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Announcer { tx }, tokio::spawn(send(pool, rx, shutdown)))
+    }
+
+    /// Queues the hint of order `order_id` at `version`, owned by
+    /// `user_id` (cut to 255 characters, so that [`HINTS_PER_NOTIFY`] hints
+    /// fit one NOTIFY); never waits.
+    pub fn announce(&self, order_id: OrderId, version: i64, user_id: &str) {
+        let user: String = user_id.chars().take(255).collect();
+        let hint = json!([order_id, version, user]).to_string();
+        if self.tx.try_send(hint).is_err() {
+            metrics::counter!("sse_hints_dropped_total").increment(1);
+        }
+    }
+}
+
+async fn send(pool: Pool, mut rx: mpsc::Receiver<String>, shutdown: CancellationToken) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = rx.recv_many(&mut batch, BATCH) => n,
+        };
+        if received == 0 {
+            return;
+        }
+        let payloads: Vec<String> = batch
+            .chunks(HINTS_PER_NOTIFY as usize)
+            .map(|chunk| format!("[{}]", chunk.join(",")))
+            .collect();
+        batch.clear();
+        let result = async {
+            let client = pool.get().await?;
+            let stmt = client
+                .prepare_cached("SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) p")
+                .await?;
+            client
+                .query_one(&stmt, &[&CHANGES_CHANNEL, &payloads])
+                .await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "Could not announce changes to the other replicas.");
+        }
+    }
 }
 
 #[cfg(test)]

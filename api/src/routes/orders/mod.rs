@@ -120,7 +120,8 @@ impl OrdersApi {
         let emit = self.emit(traceparent.as_ref());
         let order = change::apply(&self.pool, &emit, caller, id, change, if_match.as_ref()).await?;
         self.hub.publish(&order);
-        self.announcer.announce(&order);
+        self.announcer
+            .announce(order.id, order.version, order.user_id.as_str());
         Ok(OrderResponse::of(order))
     }
 }
@@ -171,7 +172,8 @@ impl OrdersApi {
             Created::New(order) => {
                 tag_order(order.id);
                 self.hub.publish(&order);
-                self.announcer.announce(&order);
+                self.announcer
+                    .announce(order.id, order.version, order.user_id.as_str());
                 metrics::counter!("orders_created_total").increment(1);
                 tracing::info!(order_id = %order.id, user_id = %order.user_id,
                     total_amount = order.total_amount, currency = %order.currency, "Order placed.");

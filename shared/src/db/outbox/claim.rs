@@ -37,6 +37,7 @@ impl OutboxSession {
                     created_at: r.try_get(8)?,
                     attempts: r.try_get(9)?,
                     parked: r.try_get(10)?,
+                    user_id: r.try_get(11)?,
                 })
             })
             .collect()

@@ -14,7 +14,6 @@
 
 use super::rows::{CHANNEL, MEMBER_CLASS, SHARD_CLASS};
 use crate::StoreError;
-use crate::db::live::{CHANGES_CHANNEL, HINTS_PER_NOTIFY};
 use crate::db::{DbSettings, pg_config};
 use std::collections::HashSet;
 use std::future::Future;
@@ -313,23 +312,14 @@ async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, Store
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
     let prep = |sql: String| async move { prepare_one(client, timeout, &sql).await };
     Ok(Statements {
-        // The claimed rows are announced on CHANGES_CHANNEL for the API's
-        // live updates, HINTS_PER_NOTIFY to a NOTIFY. The scalar subquery
-        // makes PostgreSQL run `n` once when rows were claimed, never when
-        // none were.
+        // `user_id` (cut like the hints) is for the live-update hints the
+        // relay sends after a claim (`db::live::Announcer`), apart from it.
         claim: prep(format!(
-            "WITH c AS (SELECT id, event_id, aggregate_id, aggregate_version, event_type, topic, \
-               payload::text AS payload, headers, created_at, attempts, \
-               parked_at IS NOT NULL AS parked, left(payload->>'userId', 255) AS user_id \
-               FROM outbox o WHERE shard = $1 AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
-               ORDER BY id LIMIT $2), \
-             n AS (SELECT pg_notify('{CHANGES_CHANNEL}', \
-               json_agg(json_build_array(aggregate_id, aggregate_version, user_id))::text) \
-               FROM (SELECT *, row_number() OVER (ORDER BY id) - 1 AS rn FROM c) r \
-               GROUP BY rn / {HINTS_PER_NOTIFY}) \
-             SELECT id, event_id, aggregate_id, aggregate_version, event_type, topic, payload, \
-               headers, created_at, attempts, parked, (SELECT count(*) FROM n) \
-             FROM c ORDER BY id"
+            "SELECT id, event_id, aggregate_id, aggregate_version, event_type, topic, \
+             payload::text, headers, created_at, attempts, parked_at IS NOT NULL, \
+             left(payload->>'userId', 255) \
+             FROM outbox o WHERE shard = $1 AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
+             ORDER BY id LIMIT $2"
         ))
         .await?,
         delete: prep("DELETE FROM outbox WHERE id = ANY($1)".into()).await?,
