@@ -4,6 +4,7 @@
 
 use crate::auth::{Authenticated, JwtVerifier, authenticate};
 use crate::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem, types};
+use metrics::SharedString;
 use order_shared::domain::FieldError;
 use order_shared::trace::{TRACEPARENT, TraceParent};
 use poem::error::ReadBodyError;
@@ -60,6 +61,38 @@ pub fn route_label(path: &str) -> &'static str {
         ["metrics"] => "/metrics",
         _ => "unmatched",
     }
+}
+
+/// The method as a metric label; extension methods all count as `OTHER`
+/// (bounded label values).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+/// The status code as a metric label, without an allocation for the
+/// statuses this API answers.
+fn status_label(status: u16) -> SharedString {
+    macro_rules! known {
+        ($($code:literal),*) => {
+            match status {
+                $($code => SharedString::const_str(stringify!($code)),)*
+                _ => SharedString::from_owned(status.to_string()),
+            }
+        };
+    }
+    known!(
+        200, 201, 204, 304, 400, 401, 403, 404, 405, 406, 408, 409, 411, 412, 413, 415, 422, 429,
+        431, 500, 501, 503
+    )
 }
 
 /// The methods a route template answers, for the `Allow` header of a 405.
@@ -276,16 +309,7 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
     async fn call(&self, mut req: Request) -> Result<Self::Output> {
         let started = Instant::now();
         // Bounded label values: extension methods all count as OTHER.
-        let method = match *req.method() {
-            Method::GET
-            | Method::POST
-            | Method::PATCH
-            | Method::PUT
-            | Method::DELETE
-            | Method::OPTIONS
-            | Method::HEAD => req.method().to_string(),
-            _ => "OTHER".to_owned(),
-        };
+        let method = method_label(req.method());
         let route = route_label(req.uri().path());
         let trace_id = trace_id(&req);
         // `order_id` is filled in by the handler once it knows the order.
@@ -320,10 +344,11 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
         let resp = finish(resp, route, &trace_id).await;
         let status = resp.status().as_u16();
         let elapsed = started.elapsed().as_secs_f64();
+        // Static label values: no allocation per request.
         let labels = [
-            ("method", method),
-            ("route", route.to_owned()),
-            ("status", status.to_string()),
+            ("method", SharedString::const_str(method)),
+            ("route", SharedString::const_str(route)),
+            ("status", status_label(status)),
         ];
         metrics::counter!("http_requests_total", &labels).increment(1);
         metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
@@ -340,7 +365,14 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::route_label;
+    use super::{route_label, status_label};
+
+    #[test]
+    fn status_labels_are_the_codes() {
+        for code in [200, 201, 412, 429, 503, 418, 599] {
+            assert_eq!(status_label(code).as_ref(), code.to_string());
+        }
+    }
 
     #[test]
     fn routes_are_templated() {

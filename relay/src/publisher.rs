@@ -64,6 +64,27 @@ async fn deliver(
     }
 }
 
+/// Seconds from `from` to `to`, never negative (clocks of the database and
+/// the relay may differ slightly).
+fn since(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> f64 {
+    (to - from).as_seconds_f64().max(0.0)
+}
+
+/// Counts published records per topic: one counter update per topic and
+/// batch, not one label lookup per record.
+fn count_published<'a>(topics: impl Iterator<Item = &'a str>) {
+    let mut counts: Vec<(&str, u64)> = Vec::new();
+    for topic in topics {
+        match counts.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((topic, 1)),
+        }
+    }
+    for (topic, n) in counts {
+        metrics::counter!("outbox_published_total", "topic" => topic.to_owned()).increment(n);
+    }
+}
+
 /// Which rows of a batch may be deleted, given each row's order and whether
 /// the broker acknowledged it (rows in id order; a row not sent counts as
 /// not acknowledged): every acknowledged row that no unacknowledged row of
@@ -117,6 +138,12 @@ pub async fn publish_once(
         return Err(PublishError::LeaseLost);
     }
 
+    // Commit -> send call: the relay's own share of the publish latency.
+    let sending = chrono::Utc::now();
+    let send_delay = metrics::histogram!("outbox_send_delay_seconds");
+    for row in &rows {
+        send_delay.record(since(row.created_at, sending));
+    }
     let (generation, producer) = ctx.producers.get();
     let topics: Vec<String> = rows
         .iter()
@@ -167,13 +194,15 @@ pub async fn publish_once(
     }
     let delete = deletable(&outcomes);
     if !delete.is_empty() {
+        // Commit -> broker ack (the batch's last ack), before the delete.
+        let acked = chrono::Utc::now();
+        let ack_latency = metrics::histogram!("outbox_publish_latency_seconds");
+        for &i in &delete {
+            ack_latency.record(since(rows[i].created_at, acked));
+        }
         let ids: Vec<i64> = delete.iter().map(|&i| rows[i].id).collect();
         session.delete(&ids).await?;
-        for &i in &delete {
-            let latency = (chrono::Utc::now() - rows[i].created_at).as_seconds_f64();
-            metrics::histogram!("outbox_publish_latency_seconds").record(latency.max(0.0));
-            metrics::counter!("outbox_published_total", "topic" => topics[i].clone()).increment(1);
-        }
+        count_published(delete.iter().map(|&i| topics[i].as_str()));
         ctx.publishing.succeeded(shard);
     }
     if failures.is_empty() {

@@ -178,6 +178,7 @@ async fn every_event_type_arrives_with_topic_key_headers_and_payload() {
     for name in [
         "outbox_published_total",
         "outbox_publish_latency_seconds_bucket",
+        "outbox_send_delay_seconds_bucket",
         "relay_shards_owned",
     ] {
         assert!(metrics.contains(name), "{name} in\n{metrics}");
