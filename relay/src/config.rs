@@ -120,7 +120,7 @@ pub struct RelaySettings {
     pub max_attempts: i32,
     pub parked_policy: ParkedPolicy,
     pub batch_size: i64,
-    /// How often one query probes the owned shards for new rows.
+    /// How often one query claims new rows for the owned idle shards.
     pub poll_interval: Duration,
     /// How often leases are rebalanced among live relays.
     pub rebalance_interval: Duration,

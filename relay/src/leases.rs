@@ -6,9 +6,11 @@
 //! worker has finished its batch. A relay that dies loses its session and
 //! with it every lease, so the others take its shards at their next round.
 //!
-//! Wake-up: every `OUTBOX_POLL_INTERVAL_MS` one query asks which owned
-//! shards have rows and wakes their workers; a NOTIFY from the writer (with
-//! `OUTBOX_NOTIFY=true`) wakes a worker at once.
+//! Claims: every `OUTBOX_POLL_INTERVAL_MS` one statement claims the next
+//! rows of every owned shard whose worker is idle, and hands each worker its
+//! batch (`publisher::Handoff`): one query for all of them, rather than a
+//! probe and then one claim per shard. A NOTIFY from the writer (with
+//! `OUTBOX_NOTIFY=true`) claims for its shard at once.
 //!
 //! Faults: a session that does not answer within `OUTBOX_SESSION_TIMEOUT_MS`
 //! is given up (see `order_shared::db::outbox::session`); a relay whose sends
@@ -24,26 +26,26 @@
 
 use crate::backoff::Backoff;
 use crate::context::RelayContext;
-use crate::publisher::run_shard;
+use crate::publisher::{Handoff, claims_parked, run_shard};
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxSession, SessionEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The task of one leased shard, with its stop and wake handles.
+/// The task of one leased shard, with its stop and hand-off handles.
 struct RunningShard {
     stop: CancellationToken,
-    wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
     handle: JoinHandle<()>,
 }
 
-/// Starts the worker of one shard: `(shard, wake, stop) -> task`.
-pub type SpawnWorker = Box<dyn Fn(i32, Arc<Notify>, CancellationToken) -> JoinHandle<()> + Send>;
+/// Starts the worker of one shard: `(shard, handoff, stop) -> task`.
+pub type SpawnWorker = Box<dyn Fn(i32, Arc<Handoff>, CancellationToken) -> JoinHandle<()> + Send>;
 
 /// The shard workers of one session: started on lease, supervised (a
 /// worker that ended while its lease is held is restarted), and given back
@@ -91,16 +93,29 @@ impl ShardWorkers {
 
     pub fn start(&mut self, shard: i32) {
         let stop = CancellationToken::new();
-        let wake = Arc::new(Notify::new());
-        let handle = (self.spawn)(shard, wake.clone(), stop.clone());
-        self.running
-            .insert(shard, RunningShard { stop, wake, handle });
+        let handoff = Arc::new(Handoff::default());
+        let handle = (self.spawn)(shard, handoff.clone(), stop.clone());
+        self.running.insert(
+            shard,
+            RunningShard {
+                stop,
+                handoff,
+                handle,
+            },
+        );
     }
 
-    pub fn wake(&self, shard: i32) {
-        if let Some(worker) = self.running.get(&shard) {
-            worker.wake.notify_one();
-        }
+    /// Owned shards whose worker waits for rows, in order, with the
+    /// hand-off to give them their rows.
+    pub fn idle(&self) -> Vec<(i32, Arc<Handoff>)> {
+        let mut idle: Vec<(i32, Arc<Handoff>)> = self
+            .running
+            .iter()
+            .filter(|(_, w)| w.handoff.is_idle() && !w.handle.is_finished())
+            .map(|(shard, w)| (*shard, w.handoff.clone()))
+            .collect();
+        idle.sort_unstable_by_key(|(shard, _)| *shard);
+        idle
     }
 
     /// Restarts every worker that ended although it was not stopped (it
@@ -247,12 +262,12 @@ async fn run_session(
 ) {
     let spawn_ctx = ctx.clone();
     let spawn_session = session.clone();
-    let mut workers = ShardWorkers::new(Box::new(move |shard, wake, stop| {
+    let mut workers = ShardWorkers::new(Box::new(move |shard, handoff, stop| {
         tokio::spawn(run_shard(
             spawn_ctx.clone(),
             spawn_session.clone(),
             shard,
-            wake,
+            handoff,
             stop,
         ))
     }));
@@ -266,7 +281,11 @@ async fn run_session(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             event = events.recv() => match event {
-                Some(SessionEvent::NewRows(shard)) => workers.wake(shard),
+                Some(SessionEvent::NewRows(shard)) => {
+                    let mut idle = workers.idle();
+                    idle.retain(|(s, _)| *s == shard);
+                    claim_for(ctx, &session, idle).await;
+                }
                 Some(SessionEvent::Closed) | None => {
                     tracing::warn!(shards = workers.len(), "Relay database session lost; its leases are gone.");
                     break;
@@ -278,10 +297,7 @@ async fn run_session(
                 }
             }
             _ = probe.tick(), if !workers.is_empty() => {
-                match session.shards_with_rows(&workers.owned()).await {
-                    Ok(ready) => ready.into_iter().for_each(|shard| workers.wake(shard)),
-                    Err(err) => tracing::debug!(error = %err, "Outbox probe failed."),
-                }
+                claim_for(ctx, &session, workers.idle()).await;
             }
             _ = tick.tick() => {
                 if let Some(failing) = ctx.publishing.failing_for()
@@ -317,6 +333,29 @@ async fn run_session(
         batch_bound(ctx)
     };
     workers.stop_all(bound).await;
+}
+
+/// Claims the next rows of `shards` (idle) in one statement and hands each
+/// worker its batch. While the statement runs, nothing else marks these
+/// workers busy: only this loop hands out rows.
+async fn claim_for(ctx: &RelayContext, session: &OutboxSession, idle: Vec<(i32, Arc<Handoff>)>) {
+    if idle.is_empty() || !session.lease_valid() {
+        return;
+    }
+    let shards: Vec<i32> = idle.iter().map(|(shard, _)| *shard).collect();
+    let claimed = session
+        .claim_many(&shards, ctx.settings.batch_size, claims_parked(ctx))
+        .await;
+    match claimed {
+        Ok(batches) => {
+            for (shard, rows) in batches {
+                if let Some((_, handoff)) = idle.iter().find(|(s, _)| *s == shard) {
+                    handoff.hand(rows);
+                }
+            }
+        }
+        Err(err) => tracing::debug!(error = %err, "Claiming for idle shards failed."),
+    }
 }
 
 async fn rebalance(
@@ -365,7 +404,7 @@ mod tests {
     async fn a_panicked_worker_is_restarted_and_a_stopped_one_is_not() {
         let starts = Arc::new(AtomicUsize::new(0));
         let counted = starts.clone();
-        let mut workers = ShardWorkers::new(Box::new(move |_shard, _wake, stop| {
+        let mut workers = ShardWorkers::new(Box::new(move |_shard, _handoff, stop| {
             let n = counted.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 if n == 0 {

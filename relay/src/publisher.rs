@@ -1,7 +1,8 @@
 //! Outbox -> Kafka for one shard: `publish_once` claims the next rows in id
 //! order, produces them all, waits for every acknowledgement and deletes the
 //! acknowledged rows that no failed row of their order precedes. `run_shard`
-//! loops it with wake-ups and backoff.
+//! publishes the batches the coordinator claims for it (`Handoff`), claims
+//! on its own while a backlog lasts, and backs off on errors.
 
 use crate::backoff::Backoff;
 use crate::config::ParkedPolicy;
@@ -12,8 +13,8 @@ use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -112,14 +113,29 @@ pub async fn publish_once(
     session: &OutboxSession,
     shard: i32,
 ) -> Result<Step, PublishError> {
-    let settings = &ctx.settings;
     if !session.lease_valid() {
         return Err(PublishError::LeaseLost);
     }
-    let include_parked = settings.parked_policy == ParkedPolicy::Stop;
     let claimed = session
-        .claim(shard, settings.batch_size, include_parked)
+        .claim(shard, ctx.settings.batch_size, claims_parked(ctx))
         .await?;
+    publish_claimed(ctx, session, shard, claimed).await
+}
+
+/// Whether claims include parked rows (so that a shard stops at them).
+pub fn claims_parked(ctx: &RelayContext) -> bool {
+    ctx.settings.parked_policy == ParkedPolicy::Stop
+}
+
+/// Publishes rows already claimed for `shard` (by [`publish_once`] or by
+/// the coordinator's claim for idle shards): the rest of [`publish_once`].
+pub async fn publish_claimed(
+    ctx: &RelayContext,
+    session: &OutboxSession,
+    shard: i32,
+    claimed: Vec<OutboxRow>,
+) -> Result<Step, PublishError> {
+    let settings = &ctx.settings;
     if claimed.is_empty() {
         ctx.publishing.settled(shard);
         return Ok(Step::Empty);
@@ -276,63 +292,100 @@ impl Drop for SettleOnExit<'_> {
     }
 }
 
-/// Works one leased shard until `stop`: publish while there are rows, then
-/// wait for a NOTIFY wake-up or the fallback poll; back off on errors.
+/// How the coordinator hands an idle shard's worker the rows it claimed
+/// for it. Only the coordinator marks a worker busy (when it hands it
+/// rows) and only the worker marks itself idle again (when it is done with
+/// them), so a shard's rows are claimed by one of the two at a time: never
+/// sent twice at once, never out of order.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    busy: AtomicBool,
+    batch: Mutex<Option<Vec<OutboxRow>>>,
+    ready: Notify,
+}
+
+impl Handoff {
+    /// Whether the worker waits for rows.
+    pub fn is_idle(&self) -> bool {
+        !self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Gives the (idle) worker its next batch.
+    pub fn hand(&self, rows: Vec<OutboxRow>) {
+        self.busy.store(true, Ordering::SeqCst);
+        *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(rows);
+        self.ready.notify_one();
+    }
+
+    /// The next batch, or `None` once `stop` is cancelled.
+    async fn next(&self, stop: &CancellationToken) -> Option<Vec<OutboxRow>> {
+        loop {
+            if let Some(rows) = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Some(rows);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = self.ready.notified() => {}
+            }
+        }
+    }
+
+    fn done(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Works one leased shard until `stop`: publishes each batch the
+/// coordinator hands it; after a full batch it claims the next one itself
+/// (more rows are likely waiting), and after an error it backs off and
+/// retries with its own claim; then it is idle again.
 pub async fn run_shard(
     ctx: Arc<RelayContext>,
     session: Arc<OutboxSession>,
     shard: i32,
-    wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
     stop: CancellationToken,
 ) {
     let _settle = SettleOnExit(&ctx, shard);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    // The coordinator's probe wakes us when rows arrive; this is only a
-    // safety net in case a wake-up is missed.
-    let idle = Duration::from_secs(1);
-    while !stop.is_cancelled() {
-        let wait = match publish_once(&ctx, &session, shard).await {
-            Ok(Step::Published(n)) => {
-                backoff.reset();
-                if n as i64 >= ctx.settings.batch_size {
-                    continue;
+    while let Some(rows) = handoff.next(&stop).await {
+        let mut step = publish_claimed(&ctx, &session, shard, rows).await;
+        loop {
+            match step {
+                Ok(Step::Published(n)) if n as i64 >= ctx.settings.batch_size => backoff.reset(),
+                Ok(Step::Published(_) | Step::Empty) => {
+                    backoff.reset();
+                    break;
                 }
-                idle
-            }
-            Ok(Step::Empty) => {
-                backoff.reset();
-                idle
-            }
-            Ok(Step::Blocked) => {
-                // Stopped at a parked row: the probe sees the rows behind it,
-                // so do not listen to wake-ups; look again after a while
-                // (`outbox replay` is picked up within this pause).
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                Ok(Step::Blocked) => {
+                    // Stopped at a parked row: look again after a while
+                    // (`outbox replay` is picked up within this pause).
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                    break;
                 }
-                continue;
-            }
-            Err(PublishError::LeaseLost) => return,
-            Err(err) => {
-                if session.is_closed() {
-                    return;
+                Err(PublishError::LeaseLost) => return,
+                Err(err) => {
+                    if session.is_closed() {
+                        return;
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
+                        "Publishing failed; the shard waits and retries.");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                 }
-                let delay = backoff.next_delay();
-                tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
-                    "Publishing failed; the shard waits and retries.");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                continue;
             }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            if stop.is_cancelled() {
+                return;
+            }
+            step = publish_once(&ctx, &session, shard).await;
         }
+        handoff.done();
     }
 }
 

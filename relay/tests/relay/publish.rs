@@ -295,16 +295,17 @@ async fn a_poison_row_is_parked_stops_its_shard_and_replays_once_fixed() {
 }
 
 #[tokio::test]
-async fn the_probe_finds_the_shards_with_unparked_rows() {
+async fn one_claim_takes_the_next_rows_of_several_shards_in_order() {
     let db = fresh_database().await;
     db.connect()
         .await
         .batch_execute(
             "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard, parked_at) VALUES \
+             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 3, NULL), \
              (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 1, NULL), \
              (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 3, NULL), \
-             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 3, NULL), \
-             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 5, now())",
+             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 5, now()), \
+             (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', '{}', 3, NULL)",
         )
         .await
         .unwrap();
@@ -312,16 +313,33 @@ async fn the_probe_finds_the_shards_with_unparked_rows() {
         order_shared::db::outbox::OutboxSession::connect(&db.settings(), Duration::from_secs(5))
             .await
             .unwrap();
+    let ids = |claimed: &[(i32, Vec<order_shared::db::outbox::OutboxRow>)]| {
+        claimed
+            .iter()
+            .map(|(shard, rows)| (*shard, rows.iter().map(|r| r.id).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    let all: Vec<i32> = (0..8).collect();
 
-    let mut ready = session
-        .shards_with_rows(&[0, 1, 2, 3, 4, 5, 6, 7])
-        .await
-        .unwrap();
-    ready.sort_unstable();
-
-    assert_eq!(ready, vec![1, 3], "shard 5 only has a parked row");
+    let claimed = session.claim_many(&all, 500, false).await.unwrap();
     assert_eq!(
-        session.shards_with_rows(&[0, 2]).await.unwrap(),
-        Vec::<i32>::new()
+        ids(&claimed),
+        vec![(1, vec![2]), (3, vec![1, 3, 5])],
+        "by shard, in id order; shard 5 only has a parked row"
     );
+    let claimed = session.claim_many(&all, 2, true).await.unwrap();
+    assert_eq!(
+        ids(&claimed),
+        vec![(1, vec![2]), (3, vec![1, 3]), (5, vec![4])],
+        "at most the limit per shard; parked rows when asked"
+    );
+    assert!(
+        session
+            .claim_many(&[0, 2], 500, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let one = session.claim(3, 500, false).await.unwrap();
+    assert_eq!(one.iter().map(|r| r.id).collect::<Vec<_>>(), vec![1, 3, 5]);
 }

@@ -17,30 +17,47 @@ impl OutboxSession {
         limit: i64,
         include_parked: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut claimed = self.claim_many(&[shard], limit, include_parked).await?;
+        Ok(claimed.pop().map(|(_, rows)| rows).unwrap_or_default())
+    }
+
+    /// [`claim`](Self::claim) for several shards in one statement: up to
+    /// `limit` rows of each, grouped by shard (only shards with rows).
+    pub async fn claim_many(
+        &self,
+        shards: &[i32],
+        limit: i64,
+        include_parked: bool,
+    ) -> Result<Vec<(i32, Vec<OutboxRow>)>, StoreError> {
         let rows = self
             .timed(
                 self.client
-                    .query(&self.stmts.claim, &[&shard, &limit, &include_parked]),
+                    .query(&self.stmts.claim, &[&shards, &limit, &include_parked]),
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: r.try_get(0)?,
-                    event_id: r.try_get(1)?,
-                    order_id: r.try_get(2)?,
-                    version: r.try_get(3)?,
-                    event_type: r.try_get(4)?,
-                    topic: r.try_get(5)?,
-                    payload: r.try_get(6)?,
-                    headers: r.try_get(7)?,
-                    created_at: r.try_get(8)?,
-                    attempts: r.try_get(9)?,
-                    parked: r.try_get(10)?,
-                    user_id: r.try_get(11)?,
-                })
-            })
-            .collect()
+        let mut claimed: Vec<(i32, Vec<OutboxRow>)> = Vec::new();
+        for r in &rows {
+            let shard: i32 = r.try_get(0)?;
+            let row = OutboxRow {
+                id: r.try_get(1)?,
+                event_id: r.try_get(2)?,
+                order_id: r.try_get(3)?,
+                version: r.try_get(4)?,
+                event_type: r.try_get(5)?,
+                topic: r.try_get(6)?,
+                payload: r.try_get(7)?,
+                headers: r.try_get(8)?,
+                created_at: r.try_get(9)?,
+                attempts: r.try_get(10)?,
+                parked: r.try_get(11)?,
+                user_id: r.try_get(12)?,
+            };
+            match claimed.last_mut() {
+                Some((last, batch)) if *last == shard => batch.push(row),
+                _ => claimed.push((shard, vec![row])),
+            }
+        }
+        Ok(claimed)
     }
 
     /// Deletes published rows (only ever after the broker acked them).

@@ -44,7 +44,6 @@ pub(super) struct Statements {
     unlock: Statement,
     members: Statement,
     held: Statement,
-    probe: Statement,
     ping: Statement,
 }
 
@@ -258,16 +257,6 @@ impl OutboxSession {
             .collect()
     }
 
-    /// Which of `shards` have rows ready to publish (unparked and not held
-    /// back behind a parked row of their order): one cheap query that the
-    /// relay runs every poll interval as its wake-up.
-    pub async fn shards_with_rows(&self, shards: &[i32]) -> Result<Vec<i32>, StoreError> {
-        let rows = self
-            .timed(self.client.query(&self.stmts.probe, &[&shards]))
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-    }
-
     /// Takes the lease of `shard` if nobody holds it.
     pub async fn try_lease(&self, shard: i32) -> Result<bool, StoreError> {
         let row = self
@@ -290,8 +279,8 @@ impl OutboxSession {
     }
 }
 
-/// Rows of an order that has a parked row before them wait for it: neither
-/// claimed (under the `skip` policy) nor counted as ready by the probe.
+/// Rows of an order that has a parked row before them wait for it: under
+/// the `skip` policy they are not claimed.
 const NOT_HELD_BACK: &str = "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_id = o.aggregate_id \
      AND p.parked_at IS NOT NULL AND p.id < o.id)";
 
@@ -314,12 +303,19 @@ async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, Store
     Ok(Statements {
         // `user_id` (cut like the hints) is for the live-update hints the
         // relay sends after a claim (`db::live::Announcer`), apart from it.
+        // One statement claims for one shard or for all of a relay's idle
+        // shards at once (the coordinator's claim every poll interval): up
+        // to $2 rows of each, in id order. `user_id` (cut like the hints)
+        // is for the live-update hints the relay sends after a claim
+        // (`db::live::Announcer`), apart from it.
         claim: prep(format!(
-            "SELECT id, event_id, aggregate_id, aggregate_version, event_type, topic, \
+            "SELECT c.* FROM unnest($1::int4[]) AS s(shard), LATERAL ( \
+             SELECT o.shard, id, event_id, aggregate_id, aggregate_version, event_type, topic, \
              payload::text, headers, created_at, attempts, parked_at IS NOT NULL, \
              left(payload->>'userId', 255) \
-             FROM outbox o WHERE shard = $1 AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
-             ORDER BY id LIMIT $2"
+             FROM outbox o WHERE o.shard = s.shard \
+             AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
+             ORDER BY id LIMIT $2) c ORDER BY c.shard, c.id"
         ))
         .await?,
         delete: prep("DELETE FROM outbox WHERE id = ANY($1)".into()).await?,
@@ -334,11 +330,6 @@ async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, Store
         unlock: prep("SELECT pg_advisory_unlock($1::int4, $2::int4)".into()).await?,
         members: prep(format!("SELECT count(*) {held_locks}")).await?,
         held: prep(format!("SELECT objid::int8 {held_locks}")).await?,
-        probe: prep(format!(
-            "SELECT s FROM unnest($1::int4[]) AS s WHERE EXISTS \
-             (SELECT 1 FROM outbox o WHERE shard = s AND parked_at IS NULL AND {NOT_HELD_BACK})"
-        ))
-        .await?,
         ping: prep("SELECT 1".into()).await?,
     })
 }
