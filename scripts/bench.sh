@@ -7,13 +7,15 @@
 #      CPU per create of order-api and order-relay from /proc; HTTP p50/p99
 #      at half the measured rate.
 #   2. reads: GET one order and a page of 20 vs pgbench of the same queries.
-#   3. relay: CPU per published event (from the create runs).
-#   4. commit -> broker ack at 1,000 orders/s (the relay's histogram),
-#      beside a raw producer's one-record ack latency.
-#   6. peak RSS (VmHWM) of both binaries after all of it.
-# Figure 5 (inbound events vs pgbench) and the relay's drain ratio are not
-# in it yet: ./scripts/bench-relay.sh measures the drain. Results and the
-# profile: docs/benchmarks.md.
+#   3. relay: CPU per published event (from the create runs); drain of
+#      pre-filled rows vs PostgreSQL's own claim + delete of the same rows.
+#   4. commit -> broker ack at 1,000 orders/s (the relay's histogram) and
+#      the relay's share (commit -> send call), beside a raw producer's ack
+#      latency at the same rate in the same run.
+#   5. inbound: payment.authorized events applied per second by one relay
+#      vs pgbench of the same transaction (scripts/bench/pg-inbound.sql).
+#   6. peak RSS (VmHWM) of both binaries after figures 1, 2 and 4.
+# Results and the profile: docs/benchmarks.md.
 # Usage: ./scripts/bench.sh [SECS=10] [ROUNDS=2]
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -71,7 +73,8 @@ hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 drained() { [ "$(psql_b -c 'SELECT count(*) FROM outbox')" = 0 ]; }
 settle() { WAIT_SECS=120 wait_for drained; sleep 1; }
 rate_of() { awk '/Requests\/sec/ {printf "%.0f", $2}'; }
-pg_tps() { PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -c 16 -j 2 -T "$SECS" "$@" "$BENCH_DB" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
+pg_tps() { PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -c "${CLIENTS:-16}" -j 2 -T "$SECS" "$@" "$BENCH_DB" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
+now_ms() { date +%s%3N; }
 mean() { awk '{s += $1; n++} END {if (n) printf "%.0f", s / n}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
 verdict() { awk -v v="$1" -v t="$2" -v d="$3" 'BEGIN {ok = (d == "min") ? v >= t : v <= t; print ok ? "met" : "MISSED"}'; }
@@ -108,42 +111,133 @@ ID=$(curl -fsS -X POST "$API/api/orders" -H "Authorization: Bearer $TOKEN" -H 'C
 get_api=(); get_pg=(); list_api=(); list_pg=()
 for _ in $(seq "$ROUNDS"); do
   get_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders/$ID" | rate_of)")
-  get_pg+=("$(pg_tps -f scripts/bench/pg-get.sql -D id="$ID")")
+  get_pg+=("$(pg_tps -f scripts/bench/pg-get.sql -D id="$ID" -D user=bench)")
   list_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders?limit=20" | rate_of)")
-  list_pg+=("$(pg_tps -f scripts/bench/pg-list.sql)")
+  list_pg+=("$(pg_tps -f scripts/bench/pg-list.sql -D user=bench)")
 done
 echo "  GET one: API ${get_api[*]} req/s, pgbench ${get_pg[*]} tps; list 20: API ${list_api[*]} req/s, pgbench ${list_pg[*]} tps"
 
-log "4. commit -> ack at 1,000 orders/s, and HTTP p50/p99 at half the create rate"
+log "4. commit -> ack at 1,000 orders/s (and a raw producer at 1,000/s beside it), and HTTP p50/p99 at half the create rate"
 settle
 half=$((create_api / 2))
 ./target/release/examples/bench latency --api "$API" --token "$TOKEN" \
   --relay-metrics http://127.0.0.1:3131/metrics --rate "$half" --secs "$SECS" | tee "$LOG_DIR/bench-half.txt"
 settle
+./target/release/examples/bench steady --brokers "$KAFKA_BROKERS" --topic "bench.steady.$(date +%s)" \
+  --rate 1000 --secs "$SECS" >"$LOG_DIR/bench-steady.txt" &
+steady_pid=$!
 ./target/release/examples/bench latency --api "$API" --token "$TOKEN" \
   --relay-metrics http://127.0.0.1:3131/metrics --rate 1000 --secs "$SECS" | tee "$LOG_DIR/bench-ack.txt"
-./target/release/examples/bench ping --brokers "$KAFKA_BROKERS" --topic "bench.ping.$(date +%s)" --count 200 | tee "$LOG_DIR/bench-ping.txt"
+wait "$steady_pid"
+cat "$LOG_DIR/bench-steady.txt"
 p50_half=$(sed -n 's/.*HTTP create.*p50 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
 p99_half=$(sed -n 's/.*HTTP create.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
 ack_p99=$(sed -n 's/^commit->ack.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ack.txt")
-raw_p99=$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ping.txt")
+share_p99=$(sed -n 's/^commit->send.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ack.txt")
+raw_p99=$(sed -n 's/.*ack p50.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-steady.txt")
 
 rss_api=$(hwm_mb "$api_pid"); rss_relay=$(hwm_mb "$relay_pid")
+kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
+
+# A relay of its own for figures 3 (drain) and 5 (inbound); $1 is its topic prefix.
+start_relay() {
+  env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="$1" KAFKA_CREATE_TOPICS=true \
+    KAFKA_CONSUMER_GROUP="bench-$(date +%s%N)" CONSUMER_ENABLED="$2" RELAY_PORT=3132 RUST_LOG=warn \
+    ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
+  relay2_pid=$!
+  PIDS+=("$relay2_pid")
+}
+stop_relay() { kill "$relay2_pid"; wait "$relay2_pid" 2>/dev/null || true; }
+
+ROWS=$((SECS * 20000))
+log "3. drain of $ROWS pre-filled rows: one relay vs PostgreSQL's own claim + delete (pgbench, 32 clients, batches of 500), $ROUNDS x (A B)"
+fill() {
+  psql_b -c "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard)
+    SELECT gen_random_uuid(), o.id, v, 'order.placed', 'order.placed',
+      jsonb_build_object('eventId', gen_random_uuid(), 'eventType', 'order.placed',
+        'occurredAt', '2026-01-01T00:00:00.000Z', 'orderId', o.id, 'userId', 'alice', 'version', v,
+        'data', jsonb_build_object('items', jsonb_build_array(jsonb_build_object('productId', 'sku-1',
+          'quantity', 2, 'unitPrice', 1999, 'lineTotal', 3998)), 'totalAmount', 3998, 'currency', 'USD')),
+      abs(hashtext(o.id::text)) % $SHARDS
+    FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $ROWS / 5)) o, generate_series(1, 5) v
+    ORDER BY v" >/dev/null
+  psql_b -c "VACUUM ANALYZE outbox" >/dev/null
+}
+claim_sql="$LOG_DIR/bench-claim.sql"
+cat >"$claim_sql" <<'SQL'
+\set s :client_id
+WITH c AS (SELECT id FROM outbox WHERE shard = :s AND parked_at IS NULL ORDER BY id LIMIT 500), d AS (DELETE FROM outbox o USING c WHERE o.id = c.id RETURNING length(o.payload::text)) SELECT count(*) FROM d;
+SQL
+drain_pg=(); drain_relay=()
+for r in $(seq "$ROUNDS"); do
+  fill
+  t0=$(now_ms)
+  PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -f "$claim_sql" -c $SHARDS -j 2 \
+    -t $((ROWS / SHARDS / 500 + 3)) "$BENCH_DB" >/dev/null 2>&1
+  drain_pg+=("$((ROWS * 1000 / ($(now_ms) - t0)))")
+  psql_b -c "DELETE FROM outbox" >/dev/null
+  fill
+  start_relay "bench.drain.$r.$(date +%s)." false
+  # From the first row published (after start-up and topic creation) to the last.
+  until [ "$(psql_b -c 'SELECT count(*) FROM outbox')" -lt "$ROWS" ]; do sleep 0.02; done
+  t0=$(now_ms); left=$(psql_b -c 'SELECT count(*) FROM outbox')
+  until drained; do sleep 0.05; done
+  drain_relay+=("$((left * 1000 / ($(now_ms) - t0)))")
+  stop_relay
+done
+echo "  PostgreSQL claim+delete ${drain_pg[*]} rows/s; relay drain ${drain_relay[*]} events/s"
+
+EVENTS=$((SECS * 1000))
+log "5. inbound: $EVENTS payment.authorized events applied by one relay vs pgbench of the same transaction (6 clients: one per partition), $ROUNDS x (A B)"
+insert_orders() { # prefix count
+  psql_b -c "WITH o AS (
+      INSERT INTO orders (id, user_id, status, currency, total_amount, version, shipping_address, created_at, updated_at)
+      SELECT ('$1' || lpad(to_hex(k), 12, '0'))::uuid, 'bench', 'PENDING', 'USD', 4498, 1,
+        '{\"name\": \"Bench\",\"line1\": \"1 Main St\",\"city\": \"X\",\"postalCode\": \"1\",\"country\": \"US\"}'::jsonb, now(), now()
+      FROM generate_series(1, $2) k RETURNING id)
+    INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price, line_total)
+    SELECT o.id, t.n, t.p, t.q, t.u, t.l FROM o,
+      (VALUES (1, 'sku-1', 2, 1999, 3998), (2, 'sku-2', 1, 500, 500)) AS t(n, p, q, u, l)" >/dev/null
+}
+confirmed() { psql_b -c "SELECT count(*) FROM orders WHERE id BETWEEN '${1}000000000000' AND '${1}ffffffffffff' AND status = 'CONFIRMED'"; }
+insert_orders "ffffffff-0000-7000-8000-" "$EVENTS"
+in_relay=(); in_pg=()
+for r in $(seq "$ROUNDS"); do
+  prefix="e000000${r}-0000-7000-8000-"
+  topics="bench.in.$r.$(date +%s)."
+  insert_orders "$prefix" "$EVENTS"
+  ./target/release/examples/bench inbound --brokers "$KAFKA_BROKERS" --topic "${topics}payment.authorized" \
+    --count "$EVENTS" --prefix "$prefix" >/dev/null
+  start_relay "$topics" true
+  # The rate from the first applied event (after start-up and the group join) to the last.
+  until [ "$(confirmed "$prefix")" -gt 0 ]; do sleep 0.05; done
+  n0=$(confirmed "$prefix"); t0=$(now_ms)
+  WAIT_SECS=300 wait_for test "$(confirmed "$prefix")" = "$EVENTS"
+  in_relay+=("$(((EVENTS - n0) * 1000 / ($(now_ms) - t0)))")
+  stop_relay
+  in_pg+=("$(CLIENTS=6 pg_tps -f scripts/bench/pg-inbound.sql -D orders="$EVENTS")")
+done
+echo "  relay ${in_relay[*]} events/s; pgbench ${in_pg[*]} tps"
+
 get_r=$(ratio "$(printf '%s\n' "${get_api[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")
 list_r=$(ratio "$(printf '%s\n' "${list_api[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")
 create_r=$(ratio "$create_api" "$create_pg")
 tail_r=$(ratio "$p99_half" "$p50_half")
+drain_r=$(ratio "$(printf '%s\n' "${drain_relay[@]}" | mean)" "$(printf '%s\n' "${drain_pg[@]}" | mean)")
+in_r=$(ratio "$(printf '%s\n' "${in_relay[@]}" | mean)" "$(printf '%s\n' "${in_pg[@]}" | mean)")
 
 echo
-printf '%-58s %-18s %-10s %s\n' "figure" "measured" "target" "verdict"
-row() { printf '%-58s %-18s %-10s %s\n' "$1" "$2" "$3" "$4"; }
+printf '%-62s %-10s %-8s %s\n' "figure" "measured" "target" "verdict"
+row() { printf '%-62s %-10s %-8s %s\n' "$1" "$2" "$3" "$4"; }
 row "1. create: API / pgbench ($create_api / $create_pg)" "$create_r" ">= 0.9" "$(verdict "$create_r" 0.9 min)"
 row "1. API CPU per create (us)" "$cpu_api" "<= 80" "$(verdict "$cpu_api" 80 max)"
 row "1. HTTP p99 / p50 at $half orders/s ($p99_half / $p50_half ms)" "$tail_r" "<= 3" "$(verdict "$tail_r" 3 max)"
 row "2. GET one order: API / pgbench" "$get_r" ">= 0.9" "$(verdict "$get_r" 0.9 min)"
 row "2. list 20: API / pgbench" "$list_r" ">= 0.9" "$(verdict "$list_r" 0.9 min)"
 row "3. relay CPU per published event (us)" "$cpu_relay" "<= 25" "$(verdict "$cpu_relay" 25 max)"
+row "3. drain: relay / PostgreSQL claim+delete" "$drain_r" ">= 0.8" "$(verdict "$drain_r" 0.8 min)"
 row "4. commit -> ack p99 at 1,000/s (ms; raw producer p99 $raw_p99)" "$ack_p99" "<= 20" "$(verdict "$ack_p99" 20 max)"
+row "4. relay share, commit -> send call p99 (ms)" "$share_p99" "<= 5" "$(verdict "$share_p99" 5 max)"
+row "5. inbound: relay / pgbench" "$in_r" ">= 0.8" "$(verdict "$in_r" 0.8 min)"
 row "6. order-api peak RSS (MB)" "$rss_api" "<= 60" "$(verdict "$rss_api" 60 max)"
 row "6. order-relay peak RSS (MB)" "$rss_relay" "<= 60" "$(verdict "$rss_relay" 60 max)"
-row "3. drain / PostgreSQL claim+delete; 4. relay share; 5. inbound" "not measured here" "" "(see docs)"

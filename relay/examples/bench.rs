@@ -6,7 +6,14 @@
 //! `bench ping --brokers B --topic T --count N`
 //!     sends one record at a time: the broker's acknowledgement latency.
 //! `bench latency --api URL --token JWT --relay-metrics URL --rate R --secs S`
-//!     the same load; p50/p99 of the relay's own commit -> ack histogram.
+//!     the same load; p50/p99 of the relay's own commit -> ack histogram
+//!     and of its share, commit -> send call.
+//! `bench steady --brokers B --topic T --rate R --secs S`
+//!     a raw producer at R records/s: each record's ack latency (beside the
+//!     `latency` load, in the same run).
+//! `bench inbound --brokers B --topic T --count N --prefix P`
+//!     N `payment.authorized` events for the orders `P` + 12 hex digits of
+//!     1..=N (the orders `scripts/bench.sh` inserts).
 //! `bench latency --api URL --token JWT --brokers B --topic T --rate R --secs S`
 //!     places R orders/s through the API for S seconds and measures, per
 //!     order, the time from the API's 201 (after commit) to the record's
@@ -52,6 +59,24 @@ async fn main() -> anyhow::Result<()> {
             producer(&brokers, &topic, arg(&args, "--count", "200000").parse()?).await
         }
         Some("ping") => ping(&brokers, &topic, arg(&args, "--count", "200").parse()?).await,
+        Some("steady") => {
+            steady(
+                &brokers,
+                &topic,
+                arg(&args, "--rate", "1000").parse()?,
+                arg(&args, "--secs", "10").parse()?,
+            )
+            .await
+        }
+        Some("inbound") => {
+            inbound(
+                &brokers,
+                &topic,
+                arg(&args, "--count", "10000").parse()?,
+                &arg(&args, "--prefix", "eeeeeeee-0000-7000-8000-"),
+            )
+            .await
+        }
         Some("latency") if args.iter().any(|a| a == "--relay-metrics") => {
             ack_latency(
                 &arg(&args, "--api", "http://127.0.0.1:3003"),
@@ -73,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        _ => anyhow::bail!("usage: bench producer|latency [options]"),
+        _ => anyhow::bail!("usage: bench producer|ping|steady|inbound|latency [options]"),
     }
 }
 
@@ -210,12 +235,13 @@ fn pick(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
-/// `(upper bound, cumulative count)` of `outbox_publish_latency_seconds`.
-async fn latency_buckets(url: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+/// `(upper bound, cumulative count)` of the histogram `name`.
+async fn latency_buckets(url: &str, name: &str) -> anyhow::Result<Vec<(f64, f64)>> {
     let text = reqwest::get(url).await?.text().await?;
+    let prefix = format!("{name}_bucket{{le=\"");
     let mut buckets = Vec::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("outbox_publish_latency_seconds_bucket{le=\"") else {
+        let Some(rest) = line.strip_prefix(prefix.as_str()) else {
             continue;
         };
         let Some((le, count)) = rest.split_once("\"} ") else {
@@ -229,6 +255,17 @@ async fn latency_buckets(url: &str) -> anyhow::Result<Vec<(f64, f64)>> {
         buckets.push((le, count.trim().parse()?));
     }
     Ok(buckets)
+}
+
+/// The counts of cumulative histogram `after` since `before`.
+fn minus(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after
+        .iter()
+        .map(|(le, c)| {
+            let was = before.iter().find(|b| b.0 == *le).map_or(0.0, |b| b.1);
+            (*le, c - was)
+        })
+        .collect()
 }
 
 /// The quantile `q` of a cumulative histogram, interpolated inside its bucket.
@@ -258,7 +295,8 @@ async fn ack_latency(
     rate: u64,
     secs: u64,
 ) -> anyhow::Result<()> {
-    let before = latency_buckets(metrics).await?;
+    let before = latency_buckets(metrics, "outbox_publish_latency_seconds").await?;
+    let before_send = latency_buckets(metrics, "outbox_send_delay_seconds").await?;
     let (placed, http) = place_orders(api, token, rate, secs, None).await;
     println!(
         "HTTP create at {rate} orders/s: p50 {:.1} ms, p99 {:.1} ms",
@@ -266,26 +304,103 @@ async fn ack_latency(
         pick(&http, 0.99)
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = latency_buckets(metrics).await?;
-    let delta: Vec<(f64, f64)> = after
-        .iter()
-        .map(|(le, c)| {
-            (
-                *le,
-                c - before
-                    .iter()
-                    .find(|b| b.0 == *le)
-                    .map(|b| b.1)
-                    .unwrap_or(0.0),
-            )
-        })
-        .collect();
+    let delta = minus(
+        &latency_buckets(metrics, "outbox_publish_latency_seconds").await?,
+        &before,
+    );
+    let send = minus(
+        &latency_buckets(metrics, "outbox_send_delay_seconds").await?,
+        &before_send,
+    );
     let published = delta.last().map(|b| b.1).unwrap_or(0.0);
     println!(
         "commit->ack at {rate} orders/s for {secs} s: {placed} placed, {published:.0} published; p50 {:.1} ms, p99 {:.1} ms",
         quantile(&delta, 0.50) * 1e3,
         quantile(&delta, 0.99) * 1e3
     );
+    println!(
+        "commit->send call (the relay's share): p50 {:.1} ms, p99 {:.1} ms",
+        quantile(&send, 0.50) * 1e3,
+        quantile(&send, 0.99) * 1e3
+    );
+    Ok(())
+}
+
+/// A raw producer at `rate` records/s for `secs` s (the relay's record
+/// shape and settings): p50/p99 of each record's send -> ack time.
+async fn steady(brokers: &str, topic: &str, rate: u64, secs: u64) -> anyhow::Result<()> {
+    let settings = kafka(brokers);
+    create_topics(&settings, &[topic.to_owned()]).await?;
+    let producer: FutureProducer = producer_config(&settings).create()?;
+    let payload = "x".repeat(540);
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut acks = tokio::task::JoinSet::new();
+    for _ in 0..rate * secs {
+        tick.tick().await;
+        let key = uuid::Uuid::now_v7().to_string();
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        let sent = Instant::now();
+        let ack = producer.send_result(record).map_err(|(e, _)| e)?;
+        acks.spawn(async move {
+            let acked = matches!(ack.await, Ok(Ok(_)));
+            (acked, sent.elapsed().as_secs_f64() * 1e3)
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(done) = acks.join_next().await {
+        if let Ok((true, ms)) = done {
+            lat.push(ms);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "raw producer at {rate} records/s for {secs} s: {} acked; ack p50 {:.1} ms, p99 {:.1} ms",
+        lat.len(),
+        pick(&lat, 0.50),
+        pick(&lat, 0.99)
+    );
+    Ok(())
+}
+
+/// `count` payment.authorized events, one per order `prefix` + 1..=count,
+/// one record per record batch: Tansu answers a fetch at an offset inside a
+/// batch with the batches that start after it (its storage picks batches by
+/// base offset), so a consumer that pauses a partition mid-batch (ours does
+/// when a worker is behind) would wait forever or skip the batch's rest.
+/// Apache Kafka returns the batch that holds the offset.
+async fn inbound(brokers: &str, topic: &str, count: u64, prefix: &str) -> anyhow::Result<()> {
+    let settings = kafka(brokers);
+    create_topics(&settings, &[topic.to_owned()]).await?;
+    let producer: FutureProducer = producer_config(&settings)
+        .set("batch.num.messages", "1")
+        .create()?;
+    let mut pending = Vec::with_capacity(count as usize);
+    for k in 1..=count {
+        let order_id = format!("{prefix}{k:012x}");
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let payload = format!(
+            "{{\"eventId\":\"{event_id}\",\"orderId\":\"{order_id}\",\"paymentId\":\"pay-{k}\"}}"
+        );
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "ce_id",
+                value: Some(event_id.as_str()),
+            })
+            .insert(Header {
+                key: "ce_source",
+                value: Some("/payment-service"),
+            });
+        let record = FutureRecord::to(topic)
+            .key(&order_id)
+            .payload(&payload)
+            .headers(headers);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for ack in pending {
+        ack.await?.map_err(|(e, _)| e)?;
+    }
+    println!("{count} payment.authorized events on {topic}");
     Ok(())
 }
 

@@ -1,8 +1,9 @@
--- pgbench: GET /api/orders/{id} as the API reads it (one statement).
+-- pgbench: GET /api/orders/{id} as the API reads it: the same statement,
+-- the id and the owner as parameters (-M prepared).
 SELECT o.id, o.user_id, o.status, o.currency, o.total_amount, o.version,
   o.shipping_address, o.carrier, o.tracking_number, o.cancellation_reason, o.payment_id,
   o.inventory_reserved_at, o.reservation_id, o.created_at, o.updated_at,
   (SELECT coalesce(jsonb_agg(jsonb_build_object('productId', i.product_id,
       'quantity', i.quantity, 'unitPrice', i.unit_price, 'lineTotal', i.line_total)
       ORDER BY i.line_no), '[]'::jsonb) FROM order_items i WHERE i.order_id = o.id) AS items
-FROM orders o WHERE o.id = :id::uuid AND ('bench'::text IS NULL OR o.user_id = 'bench');
+FROM orders o WHERE o.id = :id::uuid AND (:user::text IS NULL OR o.user_id = :user);

@@ -1,5 +1,6 @@
 //! Reading orders: one order, a page of them, an order's history. The
-//! owner check of every read is one SQL condition, [`OWNED_BY`].
+//! owner check of reading one order or its history is one SQL condition,
+//! [`OWNED_BY`]; a page of orders filters by its `user_id`.
 
 use crate::StoreError;
 use crate::db::GenericClient;
@@ -127,19 +128,40 @@ pub async fn list_orders(
     client: &impl GenericClient,
     query: &OrderQuery<'_>,
 ) -> Result<OrderSlice, StoreError> {
-    let sql = format!(
-        "SELECT {ORDER_COLUMNS} FROM orders o \
-         WHERE ($1::text IS NULL OR o.status = $1) AND {OWNED_BY} \
-           AND ($3::uuid IS NULL OR o.id < $3) \
-         ORDER BY o.id DESC LIMIT $4"
-    );
-    let stmt = client.prepare_cached(&sql).await?;
+    // One statement per combination of filters, each with only the
+    // conditions it needs: a generic plan of `($1 IS NULL OR o.user_id = $1)`
+    // cannot use the (user_id, id) index and walks the newest orders of
+    // everyone (measured: 60 ms for a user whose orders are not the newest).
     let status = query.status.map(OrderStatus::as_str);
     let user = query.user_id.map(UserId::as_str);
     let before = query.before.map(uuid::Uuid::from);
-    let rows = client
-        .query(&stmt, &[&status, &user, &before, &(query.limit + 1)])
-        .await?;
+    let limit = query.limit + 1;
+    let mut conditions: Vec<String> = Vec::new();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(status) = &status {
+        params.push(status);
+        conditions.push(format!("o.status = ${}", params.len()));
+    }
+    if let Some(user) = &user {
+        params.push(user);
+        conditions.push(format!("o.user_id = ${}", params.len()));
+    }
+    if let Some(before) = &before {
+        params.push(before);
+        conditions.push(format!("o.id < ${}", params.len()));
+    }
+    params.push(&limit);
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {ORDER_COLUMNS} FROM orders o {filter} ORDER BY o.id DESC LIMIT ${}",
+        params.len()
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &params).await?;
     let mut orders = rows
         .iter()
         .map(order_from_row)
