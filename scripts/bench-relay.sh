@@ -39,19 +39,8 @@ as_postgres dropdb -p "$PG_PORT" --if-exists "$BENCH_DB" >/dev/null
 as_postgres createdb -p "$PG_PORT" -O orders "$BENCH_DB"
 DATABASE_URL="$BENCH_URL" ./target/release/order-api migrate >/dev/null
 psql_b() { psql "$BENCH_URL" -qAt -v ON_ERROR_STOP=1 "$@"; }
+fill() { fill_outbox "$BENCH_URL" "$ROWS" "$SHARDS"; }
 
-fill() {
-  psql_b -c "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard)
-    SELECT gen_random_uuid(), o.id, v, 'order.placed', 'order.placed',
-      jsonb_build_object('eventId', gen_random_uuid(), 'eventType', 'order.placed',
-        'occurredAt', '2026-01-01T00:00:00.000Z', 'orderId', o.id, 'userId', 'alice', 'version', v,
-        'data', jsonb_build_object('items', jsonb_build_array(jsonb_build_object('productId', 'sku-1',
-          'quantity', 2, 'unitPrice', 1999, 'lineTotal', 3998)), 'totalAmount', 3998, 'currency', 'USD')),
-      abs(hashtext(o.id::text)) % $SHARDS
-    FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $ROWS / 5)) o, generate_series(1, 5) v
-    ORDER BY v;" >/dev/null
-  psql_b -c "VACUUM ANALYZE outbox" >/dev/null
-}
 count() { psql_b -c "SELECT count(*) FROM outbox"; }
 now_ms() { date +%s%3N; }
 

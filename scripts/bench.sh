@@ -151,18 +151,7 @@ stop_relay() { kill "$relay2_pid"; wait "$relay2_pid" 2>/dev/null || true; }
 
 ROWS=$((SECS * 20000))
 log "3. drain of $ROWS pre-filled rows: one relay vs PostgreSQL's own claim + delete (pgbench, 32 clients, batches of 500), $ROUNDS x (A B)"
-fill() {
-  psql_b -c "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard)
-    SELECT gen_random_uuid(), o.id, v, 'order.placed', 'order.placed',
-      jsonb_build_object('eventId', gen_random_uuid(), 'eventType', 'order.placed',
-        'occurredAt', '2026-01-01T00:00:00.000Z', 'orderId', o.id, 'userId', 'alice', 'version', v,
-        'data', jsonb_build_object('items', jsonb_build_array(jsonb_build_object('productId', 'sku-1',
-          'quantity', 2, 'unitPrice', 1999, 'lineTotal', 3998)), 'totalAmount', 3998, 'currency', 'USD')),
-      abs(hashtext(o.id::text)) % $SHARDS
-    FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $ROWS / 5)) o, generate_series(1, 5) v
-    ORDER BY v" >/dev/null
-  psql_b -c "VACUUM ANALYZE outbox" >/dev/null
-}
+fill() { fill_outbox "$BENCH_URL" "$ROWS" "$SHARDS"; }
 claim_sql="$LOG_DIR/bench-claim.sql"
 cat >"$claim_sql" <<'SQL'
 \set s :client_id

@@ -92,3 +92,19 @@ start_tansu() {
   echo $! >"$RUN_DIR/tansu.pid"
   WAIT_SECS=30 wait_for port_open "$KAFKA_PORT" || die "Tansu did not start; see $LOG_DIR/tansu.log"
 }
+
+# Benchmarks: inserts ROWS outbox rows (5 versions each of ROWS / 5 orders,
+# `order.placed` envelopes of ~320 bytes) spread over SHARDS shards, then
+# VACUUM ANALYZE. Usage: fill_outbox DATABASE_URL ROWS SHARDS
+fill_outbox() {
+  psql "$1" -qAt -v ON_ERROR_STOP=1 -c "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard)
+    SELECT gen_random_uuid(), o.id, v, 'order.placed', 'order.placed',
+      jsonb_build_object('eventId', gen_random_uuid(), 'eventType', 'order.placed',
+        'occurredAt', '2026-01-01T00:00:00.000Z', 'orderId', o.id, 'userId', 'alice', 'version', v,
+        'data', jsonb_build_object('items', jsonb_build_array(jsonb_build_object('productId', 'sku-1',
+          'quantity', 2, 'unitPrice', 1999, 'lineTotal', 3998)), 'totalAmount', 3998, 'currency', 'USD')),
+      abs(hashtext(o.id::text)) % $3
+    FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $2 / 5)) o, generate_series(1, 5) v
+    ORDER BY v" >/dev/null
+  psql "$1" -qAt -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE outbox" >/dev/null
+}
