@@ -27,7 +27,9 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
-/// Messages buffered per partition before it is paused.
+/// Messages buffered per partition before it is paused. (256 measured no
+/// faster than 64 once a resumed partition is fetched again within
+/// `fetch.wait.max.ms`.)
 const QUEUE_PER_PARTITION: usize = 64;
 
 type TopicPartition = (String, i32);

@@ -1,6 +1,7 @@
 //! The consumer's inbox: applying an inbound event exactly once in effect.
 //! One transaction records the idempotency key in `processed_events` (a
-//! conflict means "already applied") and writes what the domain decided
+//! conflict means "already applied"), locks and reads the order (both in
+//! one round trip) and writes what the domain decided
 //! ([`InboundEvent::react`]) with its history and outbox rows; the caller
 //! stores the Kafka offset only after the commit.
 
@@ -68,17 +69,19 @@ pub async fn apply_inbound(
              VALUES ($1, $2, $3, $4, 'applied') ON CONFLICT (scope, event_key) DO NOTHING",
         )
         .await?;
-    if client
-        .execute(
-            &insert,
-            &[&ctx.scope, &ctx.key, &ctx.topic, order_id.as_uuid()],
-        )
-        .await?
-        == 0
-    {
+    // The inbox row and the order's lock in one round trip: both statements
+    // are sent at once (pipelined, run in this order). A duplicate only
+    // holds the order's lock until the caller's transaction ends.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        [&ctx.scope, &ctx.key, &ctx.topic, order_id.as_uuid()];
+    let (inserted, locked) = tokio::join!(
+        client.execute(&insert, &params),
+        lock_order(client, order_id, None)
+    );
+    if inserted? == 0 {
         return Ok(Outcome::Duplicate);
     }
-    let order = lock_order(client, order_id, None).await?;
+    let order = locked?;
     let now = Utc::now().trunc_subsecs(6);
     let outcome = match event.react(&order, ctx.topic, now) {
         Reaction::Changed(changed) => {
