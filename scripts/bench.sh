@@ -110,7 +110,7 @@ log "2. reads: GET one order and a page of 20, API vs pgbench"
 settle
 # Settled statistics, as a live table has: right after the bulk of inserts
 # above, both the API's and pgbench's generic plans can be built on stale ones.
-psql_b -c "ANALYZE" >/dev/null
+psql_b -c "ANALYZE orders, order_items" >/dev/null
 ID=$(curl -fsS -X POST "$API/api/orders" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d '{"currency":"USD","items":[{"productId":"sku-1","quantity":2,"unitPrice":1999},{"productId":"sku-2","quantity":1,"unitPrice":500}],"shippingAddress":{"name":"Bench","line1":"1 Main St","city":"X","postalCode":"1","country":"US"}}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
