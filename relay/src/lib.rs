@@ -8,12 +8,14 @@ pub mod consumer;
 pub mod context;
 mod contract;
 pub mod dlq;
+pub mod handoff;
 pub mod health;
 pub mod kafka;
 pub mod leases;
 pub mod publisher;
 pub mod snapshot;
 pub mod startup;
+pub mod workers;
 
 pub use config::RelaySettings;
 pub use context::RelayContext;

@@ -7,16 +7,16 @@
 use crate::backoff::Backoff;
 use crate::config::ParkedPolicy;
 use crate::context::RelayContext;
+use crate::handoff::Handoff;
 use crate::kafka::{Fault, classify, record_headers};
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -289,49 +289,6 @@ struct SettleOnExit<'a>(&'a RelayContext, i32);
 impl Drop for SettleOnExit<'_> {
     fn drop(&mut self) {
         self.0.publishing.settled(self.1);
-    }
-}
-
-/// How the coordinator hands an idle shard's worker the rows it claimed
-/// for it. Only the coordinator marks a worker busy (when it hands it
-/// rows) and only the worker marks itself idle again (when it is done with
-/// them), so a shard's rows are claimed by one of the two at a time: never
-/// sent twice at once, never out of order.
-#[derive(Debug, Default)]
-pub struct Handoff {
-    busy: AtomicBool,
-    batch: Mutex<Option<Vec<OutboxRow>>>,
-    ready: Notify,
-}
-
-impl Handoff {
-    /// Whether the worker waits for rows.
-    pub fn is_idle(&self) -> bool {
-        !self.busy.load(Ordering::SeqCst)
-    }
-
-    /// Gives the (idle) worker its next batch.
-    pub fn hand(&self, rows: Vec<OutboxRow>) {
-        self.busy.store(true, Ordering::SeqCst);
-        *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(rows);
-        self.ready.notify_one();
-    }
-
-    /// The next batch, or `None` once `stop` is cancelled.
-    async fn next(&self, stop: &CancellationToken) -> Option<Vec<OutboxRow>> {
-        loop {
-            if let Some(rows) = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return Some(rows);
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return None,
-                _ = self.ready.notified() => {}
-            }
-        }
-    }
-
-    fn done(&self) {
-        self.busy.store(false, Ordering::SeqCst);
     }
 }
 

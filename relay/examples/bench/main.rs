@@ -1,0 +1,81 @@
+//! Benchmark helpers for `./scripts/bench.sh` and `./scripts/bench-relay.sh` (not a test).
+//!
+//! `bench producer --brokers B --topic T --count N`
+//!     a raw rdkafka producer (same settings and record shape as the relay):
+//!     the broker-side limit.
+//! `bench ping --brokers B --topic T --count N`
+//!     sends one record at a time: the broker's acknowledgement latency.
+//! `bench latency --api URL --token JWT --relay-metrics URL --rate R --secs S`
+//!     the same load; p50/p99 of the relay's own commit -> ack histogram
+//!     and of its share, commit -> send call.
+//! `bench steady --brokers B --topic T --rate R --secs S`
+//!     a raw producer at R records/s: each record's ack latency (beside the
+//!     `latency` load, in the same run).
+//! `bench inbound --brokers B --topic T --count N --prefix P`
+//!     N `payment.authorized` events for the orders `P` + 12 hex digits of
+//!     1..=N (the orders `scripts/bench.sh` inserts).
+//! `bench latency --api URL --token JWT --brokers B --topic T --rate R --secs S`
+//!     places R orders/s through the API for S seconds and measures, per
+//!     order, the time from the API's 201 (after commit) to the record's
+//!     arrival at a consumer: commit -> ack plus the consumer's fetch.
+
+mod broker;
+mod common;
+mod load;
+
+use broker::{inbound, ping, producer, steady};
+use common::arg;
+use load::{ack_latency, latency};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let brokers = arg(&args, "--brokers", "127.0.0.1:9092");
+    let topic = arg(&args, "--topic", "bench.raw");
+    match args.first().map(String::as_str) {
+        Some("producer") => {
+            producer(&brokers, &topic, arg(&args, "--count", "200000").parse()?).await
+        }
+        Some("ping") => ping(&brokers, &topic, arg(&args, "--count", "200").parse()?).await,
+        Some("steady") => {
+            steady(
+                &brokers,
+                &topic,
+                arg(&args, "--rate", "1000").parse()?,
+                arg(&args, "--secs", "10").parse()?,
+            )
+            .await
+        }
+        Some("inbound") => {
+            inbound(
+                &brokers,
+                &topic,
+                arg(&args, "--count", "10000").parse()?,
+                &arg(&args, "--prefix", "eeeeeeee-0000-7000-8000-"),
+            )
+            .await
+        }
+        Some("latency") if args.iter().any(|a| a == "--relay-metrics") => {
+            ack_latency(
+                &arg(&args, "--api", "http://127.0.0.1:3003"),
+                &arg(&args, "--token", ""),
+                &arg(&args, "--relay-metrics", ""),
+                arg(&args, "--rate", "1000").parse()?,
+                arg(&args, "--secs", "20").parse()?,
+            )
+            .await
+        }
+        Some("latency") => {
+            latency(
+                &arg(&args, "--api", "http://127.0.0.1:3003"),
+                &arg(&args, "--token", ""),
+                &brokers,
+                &topic,
+                arg(&args, "--rate", "1000").parse()?,
+                arg(&args, "--secs", "20").parse()?,
+            )
+            .await
+        }
+        _ => anyhow::bail!("usage: bench producer|ping|steady|inbound|latency [options]"),
+    }
+}
