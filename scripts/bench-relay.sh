@@ -22,13 +22,7 @@ SHARDS=32
 BENCH_DB=orders_bench
 BENCH_URL="postgres://orders:orders@127.0.0.1:${PG_PORT}/${BENCH_DB}"
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do
-    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
-  done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_bench_pids EXIT
 
 start_postgres
 start_tansu

@@ -18,13 +18,7 @@ BENCH_DB=orders_bench_sse
 BENCH_URL="postgres://orders:orders@127.0.0.1:${PG_PORT}/${BENCH_DB}"
 SECRET="bench-secret-0123456789-0123456789-0123456789"
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do
-    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
-  done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_bench_pids EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 start_postgres
@@ -37,7 +31,7 @@ as_postgres dropdb -p "$PG_PORT" --if-exists "$BENCH_DB" >/dev/null
 as_postgres createdb -p "$PG_PORT" -O orders "$BENCH_DB"
 DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS ./target/release/order-api migrate >/dev/null
 
-common=(DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS RUST_LOG=warn)
+common=(DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS="$SHARDS" RUST_LOG=warn)
 env "${common[@]}" KAFKA_TOPIC_PREFIX="bench.sse.$(date +%s)." KAFKA_CREATE_TOPICS=true RELAY_PORT=3120 \
   ./target/release/order-relay serve >>"$LOG_DIR/bench-sse-relay.log" 2>&1 &
 PIDS+=($!)

@@ -29,13 +29,7 @@ BENCH_URL="postgres://orders:orders@127.0.0.1:${PG_PORT}/${BENCH_DB}"
 SECRET="bench-secret-0123456789-0123456789-0123456789"
 HZ=$(getconf CLK_TCK)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do
-    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
-  done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_bench_pids EXIT
 
 for port in 3130 3131 3132; do
   if port_open "$port"; then die "port $port is in use (an earlier bench still running?)"; fi

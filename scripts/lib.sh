@@ -108,3 +108,12 @@ fill_outbox() {
     ORDER BY v" >/dev/null
   psql "$1" -qAt -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE outbox" >/dev/null
 }
+
+# Benchmarks: kills the processes a bench script started (their pids in the
+# PIDS array) and waits for them. Usage: PIDS=(); trap kill_bench_pids EXIT
+kill_bench_pids() {
+  for p in "${PIDS[@]:-}"; do
+    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+  done
+  wait 2>/dev/null || true
+}
