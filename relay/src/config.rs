@@ -120,6 +120,9 @@ pub struct RelaySettings {
     pub max_attempts: i32,
     pub parked_policy: ParkedPolicy,
     pub batch_size: i64,
+    /// Batches of one shard sent and waiting for their acks at once
+    /// (`OUTBOX_BATCHES_IN_FLIGHT`).
+    pub batches_in_flight: usize,
     /// How often one query claims new rows for the owned idle shards.
     pub poll_interval: Duration,
     /// How often leases are rebalanced among live relays.
@@ -180,6 +183,7 @@ impl RelaySettings {
             max_attempts: parse_in_range(env, "OUTBOX_MAX_ATTEMPTS", 10, 1..=1_000_000)?,
             parked_policy,
             batch_size: parse_in_range(env, "OUTBOX_BATCH_SIZE", 500, 1..=10_000)?,
+            batches_in_flight: parse_in_range(env, "OUTBOX_BATCHES_IN_FLIGHT", 2, 1..=64)?,
             poll_interval: millis(env, "OUTBOX_POLL_INTERVAL_MS", 10, 1..=60_000)?,
             rebalance_interval: millis(env, "OUTBOX_REBALANCE_INTERVAL_MS", 1_000, 100..=60_000)?,
             outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
@@ -203,6 +207,7 @@ mod tests {
         assert!(!s.kafka.create_topics);
         assert_eq!(s.session_timeout, Duration::from_secs(5));
         assert_eq!(s.publish_stall, Duration::from_secs(60));
+        assert_eq!(s.batches_in_flight, 2);
     }
 
     #[test]
@@ -221,6 +226,7 @@ mod tests {
             ("CONSUMER_STUCK_SECS", "never"),
             ("OUTBOX_SESSION_TIMEOUT_MS", "500"),
             ("OUTBOX_PUBLISH_STALL_SECS", "0"),
+            ("OUTBOX_BATCHES_IN_FLIGHT", "0"),
         ] {
             let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

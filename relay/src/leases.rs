@@ -7,9 +7,10 @@
 //! with it every lease, so the others take its shards at their next round.
 //!
 //! Claims: every `OUTBOX_POLL_INTERVAL_MS` one statement claims the next
-//! rows of every owned shard whose worker is idle, and hands each worker its
-//! batch (`publisher::Handoff`): one query for all of them, rather than a
-//! probe and then one claim per shard. A NOTIFY from the writer (with
+//! rows of every owned shard whose worker takes another batch (fewer than
+//! `OUTBOX_BATCHES_IN_FLIGHT` waiting for acks), leaving out the orders in
+//! flight, and hands each worker its batch (`handoff::Handoff`): one query
+//! for all of them, rather than a probe and then one claim per shard. A NOTIFY from the writer (with
 //! `OUTBOX_NOTIFY=true`) claims for its shard at once.
 //!
 //! Faults: a session that does not answer within `OUTBOX_SESSION_TIMEOUT_MS`
@@ -27,7 +28,8 @@
 use crate::backoff::Backoff;
 use crate::context::RelayContext;
 use crate::handoff::Handoff;
-use crate::publisher::{claims_parked, run_shard};
+use crate::publisher::claims_parked;
+use crate::shard::run_shard;
 use crate::workers::ShardWorkers;
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxSession, SessionEvent};
@@ -36,6 +38,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// How long a shard worker given back may take to finish its batch: one
 /// message timeout (the longest a send waits for its ack) and a margin.
@@ -102,15 +105,18 @@ async fn run_session(
 ) {
     let spawn_ctx = ctx.clone();
     let spawn_session = session.clone();
-    let mut workers = ShardWorkers::new(Box::new(move |shard, handoff, stop| {
-        tokio::spawn(run_shard(
-            spawn_ctx.clone(),
-            spawn_session.clone(),
-            shard,
-            handoff,
-            stop,
-        ))
-    }));
+    let mut workers = ShardWorkers::new(
+        Box::new(move |shard, handoff, stop| {
+            tokio::spawn(run_shard(
+                spawn_ctx.clone(),
+                spawn_session.clone(),
+                shard,
+                handoff,
+                stop,
+            ))
+        }),
+        ctx.settings.batches_in_flight,
+    );
     let mut tick = tokio::time::interval(ctx.settings.rebalance_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe = tokio::time::interval(ctx.settings.poll_interval);
@@ -122,9 +128,9 @@ async fn run_session(
             _ = shutdown.cancelled() => break,
             event = events.recv() => match event {
                 Some(SessionEvent::NewRows(shard)) => {
-                    let mut idle = workers.idle();
-                    idle.retain(|(s, _)| *s == shard);
-                    claim_for(ctx, &session, idle).await;
+                    let mut ready = workers.ready();
+                    ready.retain(|(s, _)| *s == shard);
+                    claim_for(ctx, &session, ready).await;
                 }
                 Some(SessionEvent::Closed) | None => {
                     tracing::warn!(shards = workers.len(), "Relay database session lost; its leases are gone.");
@@ -137,7 +143,7 @@ async fn run_session(
                 }
             }
             _ = probe.tick(), if !workers.is_empty() => {
-                claim_for(ctx, &session, workers.idle()).await;
+                claim_for(ctx, &session, workers.ready()).await;
             }
             _ = tick.tick() => {
                 if let Some(failing) = ctx.publishing.failing_for()
@@ -175,26 +181,36 @@ async fn run_session(
     workers.stop_all(bound).await;
 }
 
-/// Claims the next rows of `shards` (idle) in one statement and hands each
-/// worker its batch. While the statement runs, nothing else marks these
-/// workers busy: only this loop hands out rows.
-async fn claim_for(ctx: &RelayContext, session: &OutboxSession, idle: Vec<(i32, Arc<Handoff>)>) {
-    if idle.is_empty() || !session.lease_valid() {
+/// Claims the next rows of the `ready` shards in one statement, leaving out
+/// their orders in flight, and hands each worker its batch. Only this loop
+/// claims and hands out rows, one claim at a time, so an order's rows are
+/// never in two batches at once.
+async fn claim_for(ctx: &RelayContext, session: &OutboxSession, ready: Vec<(i32, Arc<Handoff>)>) {
+    if ready.is_empty() || !session.lease_valid() {
         return;
     }
-    let shards: Vec<i32> = idle.iter().map(|(shard, _)| *shard).collect();
+    let shards: Vec<i32> = ready.iter().map(|(shard, _)| *shard).collect();
+    let in_flight: Vec<Uuid> = ready
+        .iter()
+        .flat_map(|(_, handoff)| handoff.orders_in_flight())
+        .collect();
     let claimed = session
-        .claim_many(&shards, ctx.settings.batch_size, claims_parked(ctx))
+        .claim_many(
+            &shards,
+            ctx.settings.batch_size,
+            claims_parked(ctx),
+            &in_flight,
+        )
         .await;
     match claimed {
         Ok(batches) => {
             for (shard, rows) in batches {
-                if let Some((_, handoff)) = idle.iter().find(|(s, _)| *s == shard) {
+                if let Some((_, handoff)) = ready.iter().find(|(s, _)| *s == shard) {
                     handoff.hand(rows);
                 }
             }
         }
-        Err(err) => tracing::debug!(error = %err, "Claiming for idle shards failed."),
+        Err(err) => tracing::debug!(error = %err, "Claiming for ready shards failed."),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod health;
 pub mod kafka;
 pub mod leases;
 pub mod publisher;
+pub mod shard;
 pub mod snapshot;
 pub mod startup;
 pub mod workers;

@@ -1,23 +1,18 @@
-//! Outbox -> Kafka for one shard: `publish_once` claims the next rows in id
-//! order, produces them all, waits for every acknowledgement and deletes the
-//! acknowledged rows that no failed row of their order precedes. `run_shard`
-//! publishes the batches the coordinator claims for it (`Handoff`), claims
-//! on its own while a backlog lasts, and backs off on errors.
+//! Outbox -> Kafka for one shard: `send_claimed` produces a claimed batch in
+//! id order, `settle` waits for every acknowledgement and deletes the
+//! acknowledged rows that no failed row of their order precedes.
+//! `run_shard` publishes the batches the coordinator claims for it
+//! (`Handoff`), several at once, and backs off on errors.
 
-use crate::backoff::Backoff;
 use crate::config::ParkedPolicy;
 use crate::context::RelayContext;
-use crate::handoff::Handoff;
 use crate::kafka::{Fault, classify, record_headers};
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// What one step did.
@@ -55,9 +50,7 @@ pub enum PublishError {
     LeaseLost,
 }
 
-async fn deliver(
-    fut: Result<rdkafka::producer::DeliveryFuture, KafkaError>,
-) -> Result<(), KafkaError> {
+async fn deliver(fut: Result<DeliveryFuture, KafkaError>) -> Result<(), KafkaError> {
     match fut?.await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((err, _))) => Err(err),
@@ -104,46 +97,65 @@ pub fn deletable(rows: &[(Uuid, bool)]) -> Vec<usize> {
     out
 }
 
-/// Publishes the next batch of `shard`. Rows are produced in id order and
-/// deleted only once acknowledged (see [`deletable`] for a batch in which
-/// some rows failed). Nothing is claimed or sent unless the lease is still
-/// certainly ours (`OutboxSession::lease_valid`).
-pub async fn publish_once(
-    ctx: &RelayContext,
-    session: &OutboxSession,
-    shard: i32,
-) -> Result<Step, PublishError> {
-    if !session.lease_valid() {
-        return Err(PublishError::LeaseLost);
-    }
-    let claimed = session
-        .claim(shard, ctx.settings.batch_size, claims_parked(ctx))
-        .await?;
-    publish_claimed(ctx, session, shard, claimed).await
-}
-
 /// Whether claims include parked rows (so that a shard stops at them).
 pub fn claims_parked(ctx: &RelayContext) -> bool {
     ctx.settings.parked_policy == ParkedPolicy::Stop
 }
 
-/// Publishes rows already claimed for `shard` (by [`publish_once`] or by
-/// the coordinator's claim for idle shards): the rest of [`publish_once`].
+/// What [`send_claimed`] did with a batch.
+pub enum Sending {
+    /// Handed to the producer: [`settle`] waits for the acks.
+    Sent(Sent),
+    /// Nothing to publish.
+    Empty,
+    /// The shard's next row is parked and the policy is to stop.
+    Blocked,
+}
+
+/// A batch handed to the producer, waiting for its acknowledgements.
+pub struct Sent {
+    rows: Vec<OutboxRow>,
+    topics: Vec<String>,
+    /// Per row: `None` when the row was held back (an earlier row of its
+    /// order could not be handed to the producer).
+    pending: Vec<Option<Result<DeliveryFuture, KafkaError>>>,
+    generation: u64,
+}
+
+/// Publishes rows claimed for `shard` (by the coordinator): sends them,
+/// waits for every acknowledgement and deletes what may be deleted.
+/// Nothing is sent unless the lease is still certainly ours
+/// (`OutboxSession::lease_valid`).
 pub async fn publish_claimed(
     ctx: &RelayContext,
     session: &OutboxSession,
     shard: i32,
     claimed: Vec<OutboxRow>,
 ) -> Result<Step, PublishError> {
+    match send_claimed(ctx, session, shard, claimed)? {
+        Sending::Sent(sent) => settle(ctx, session, shard, sent).await,
+        Sending::Empty => Ok(Step::Empty),
+        Sending::Blocked => Ok(Step::Blocked),
+    }
+}
+
+/// The first half of [`publish_claimed`]: hands the rows to the producer in
+/// id order (up to the first parked one) without waiting for anything.
+pub fn send_claimed(
+    ctx: &RelayContext,
+    session: &OutboxSession,
+    shard: i32,
+    claimed: Vec<OutboxRow>,
+) -> Result<Sending, PublishError> {
     let settings = &ctx.settings;
     if claimed.is_empty() {
         ctx.publishing.settled(shard);
-        return Ok(Step::Empty);
+        return Ok(Sending::Empty);
     }
     let rows: Vec<OutboxRow> = claimed.into_iter().take_while(|r| !r.parked).collect();
     if rows.is_empty() {
         ctx.publishing.settled(shard);
-        return Ok(Step::Blocked);
+        return Ok(Sending::Blocked);
     }
     // Live-update hints now, not after the acks: queued, never waited for.
     for row in &rows {
@@ -165,18 +177,18 @@ pub async fn publish_claimed(
         .iter()
         .map(|r| settings.kafka.topic(&r.topic))
         .collect();
-    let keys: Vec<String> = rows.iter().map(|r| r.order_id.to_string()).collect();
     // An order whose row cannot be handed to the producer sends nothing
     // more in this batch; the other orders go on.
     let mut held: HashSet<Uuid> = HashSet::new();
     let mut pending = Vec::with_capacity(rows.len());
-    for ((row, topic), key) in rows.iter().zip(&topics).zip(&keys) {
+    let mut key = Uuid::encode_buffer();
+    for (row, topic) in rows.iter().zip(&topics) {
         if held.contains(&row.order_id) {
             pending.push(None);
             continue;
         }
         let record = FutureRecord::to(topic)
-            .key(key)
+            .key(row.order_id.hyphenated().encode_lower(&mut key) as &str)
             .payload(&row.payload)
             .headers(record_headers(row));
         match producer.send_result(record) {
@@ -187,7 +199,30 @@ pub async fn publish_claimed(
             }
         }
     }
+    Ok(Sending::Sent(Sent {
+        rows,
+        topics,
+        pending,
+        generation,
+    }))
+}
 
+/// The second half of [`publish_claimed`]: waits for every acknowledgement
+/// of a sent batch, deletes the acknowledged rows that no failed row of
+/// their order precedes, and records the failures.
+pub async fn settle(
+    ctx: &RelayContext,
+    session: &OutboxSession,
+    shard: i32,
+    sent: Sent,
+) -> Result<Step, PublishError> {
+    let settings = &ctx.settings;
+    let Sent {
+        rows,
+        topics,
+        pending,
+        generation,
+    } = sent;
     // Records handed to the producer (acked or not): beside
     // `outbox_published_total`, the difference is what will be re-sent.
     let sent = pending.iter().filter(|p| matches!(p, Some(Ok(_)))).count();
@@ -280,70 +315,6 @@ pub async fn publish_claimed(
         published: delete.len(),
         source: err,
     })
-}
-
-/// A shard whose worker ends (stopped, aborted, panicked) no longer counts
-/// as failing to publish.
-struct SettleOnExit<'a>(&'a RelayContext, i32);
-
-impl Drop for SettleOnExit<'_> {
-    fn drop(&mut self) {
-        self.0.publishing.settled(self.1);
-    }
-}
-
-/// Works one leased shard until `stop`: publishes each batch the
-/// coordinator hands it; after a full batch it claims the next one itself
-/// (more rows are likely waiting), and after an error it backs off and
-/// retries with its own claim; then it is idle again.
-pub async fn run_shard(
-    ctx: Arc<RelayContext>,
-    session: Arc<OutboxSession>,
-    shard: i32,
-    handoff: Arc<Handoff>,
-    stop: CancellationToken,
-) {
-    let _settle = SettleOnExit(&ctx, shard);
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    while let Some(rows) = handoff.next(&stop).await {
-        let mut step = publish_claimed(&ctx, &session, shard, rows).await;
-        loop {
-            match step {
-                Ok(Step::Published(n)) if n as i64 >= ctx.settings.batch_size => backoff.reset(),
-                Ok(Step::Published(_) | Step::Empty) => {
-                    backoff.reset();
-                    break;
-                }
-                Ok(Step::Blocked) => {
-                    // Stopped at a parked row: look again after a while
-                    // (`outbox replay` is picked up within this pause).
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
-                    break;
-                }
-                Err(PublishError::LeaseLost) => return,
-                Err(err) => {
-                    if session.is_closed() {
-                        return;
-                    }
-                    let delay = backoff.next_delay();
-                    tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
-                        "Publishing failed; the shard waits and retries.");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            }
-            if stop.is_cancelled() {
-                return;
-            }
-            step = publish_once(&ctx, &session, shard).await;
-        }
-        handoff.done();
-    }
 }
 
 #[cfg(test)]

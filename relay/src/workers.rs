@@ -26,6 +26,8 @@ pub type SpawnWorker = Box<dyn Fn(i32, Arc<Handoff>, CancellationToken) -> JoinH
 /// in the background.
 pub struct ShardWorkers {
     spawn: SpawnWorker,
+    /// Batches a shard may have waiting for acks (`OUTBOX_BATCHES_IN_FLIGHT`).
+    batches_in_flight: usize,
     running: HashMap<i32, RunningShard>,
     /// Shards being given back: stopped, lease not yet released.
     releasing: HashSet<i32>,
@@ -34,10 +36,11 @@ pub struct ShardWorkers {
 }
 
 impl ShardWorkers {
-    pub fn new(spawn: SpawnWorker) -> Self {
+    pub fn new(spawn: SpawnWorker, batches_in_flight: usize) -> Self {
         let (released_tx, released_rx) = mpsc::unbounded_channel();
         ShardWorkers {
             spawn,
+            batches_in_flight,
             running: HashMap::new(),
             releasing: HashSet::new(),
             released_tx,
@@ -67,7 +70,7 @@ impl ShardWorkers {
 
     pub fn start(&mut self, shard: i32) {
         let stop = CancellationToken::new();
-        let handoff = Arc::new(Handoff::default());
+        let handoff = Arc::new(Handoff::new(self.batches_in_flight));
         let handle = (self.spawn)(shard, handoff.clone(), stop.clone());
         self.running.insert(
             shard,
@@ -79,17 +82,17 @@ impl ShardWorkers {
         );
     }
 
-    /// Owned shards whose worker waits for rows, in order, with the
-    /// hand-off to give them their rows.
-    pub fn idle(&self) -> Vec<(i32, Arc<Handoff>)> {
-        let mut idle: Vec<(i32, Arc<Handoff>)> = self
+    /// Owned shards whose worker takes another batch now, in order, with
+    /// the hand-off to give them their rows.
+    pub fn ready(&self) -> Vec<(i32, Arc<Handoff>)> {
+        let mut ready: Vec<(i32, Arc<Handoff>)> = self
             .running
             .iter()
-            .filter(|(_, w)| w.handoff.is_idle() && !w.handle.is_finished())
+            .filter(|(_, w)| w.handoff.accepts() && !w.handle.is_finished())
             .map(|(shard, w)| (*shard, w.handoff.clone()))
             .collect();
-        idle.sort_unstable_by_key(|(shard, _)| *shard);
-        idle
+        ready.sort_unstable_by_key(|(shard, _)| *shard);
+        ready
     }
 
     /// Restarts every worker that ended although it was not stopped (it
@@ -180,15 +183,18 @@ mod tests {
     async fn a_panicked_worker_is_restarted_and_a_stopped_one_is_not() {
         let starts = Arc::new(AtomicUsize::new(0));
         let counted = starts.clone();
-        let mut workers = ShardWorkers::new(Box::new(move |_shard, _handoff, stop| {
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if n == 0 {
-                    panic!("first run of the worker fails");
-                }
-                stop.cancelled().await;
-            })
-        }));
+        let mut workers = ShardWorkers::new(
+            Box::new(move |_shard, _handoff, stop| {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if n == 0 {
+                        panic!("first run of the worker fails");
+                    }
+                    stop.cancelled().await;
+                })
+            }),
+            1,
+        );
         workers.start(3);
         tokio::time::sleep(Duration::from_millis(50)).await;
 

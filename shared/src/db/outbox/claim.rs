@@ -6,6 +6,7 @@
 use super::rows::OutboxRow;
 use super::session::OutboxSession;
 use crate::StoreError;
+use uuid::Uuid;
 
 impl OutboxSession {
     /// The next rows of a shard in id order. With `include_parked`, parked
@@ -17,23 +18,27 @@ impl OutboxSession {
         limit: i64,
         include_parked: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut claimed = self.claim_many(&[shard], limit, include_parked).await?;
+        let mut claimed = self
+            .claim_many(&[shard], limit, include_parked, &[])
+            .await?;
         Ok(claimed.pop().map(|(_, rows)| rows).unwrap_or_default())
     }
 
     /// [`claim`](Self::claim) for several shards in one statement: up to
-    /// `limit` rows of each, grouped by shard (only shards with rows).
+    /// `limit` rows of each, grouped by shard (only shards with rows). The
+    /// rows of the orders in `in_flight` (batches sent and not yet settled)
+    /// are left out, so an order's rows are never in two batches at once.
     pub async fn claim_many(
         &self,
         shards: &[i32],
         limit: i64,
         include_parked: bool,
+        in_flight: &[Uuid],
     ) -> Result<Vec<(i32, Vec<OutboxRow>)>, StoreError> {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&shards, &limit, &include_parked, &in_flight];
         let rows = self
-            .timed(
-                self.client
-                    .query(&self.stmts.claim, &[&shards, &limit, &include_parked]),
-            )
+            .timed(self.client.query(&self.stmts.claim, &params))
             .await?;
         let mut claimed: Vec<(i32, Vec<OutboxRow>)> = Vec::new();
         for r in &rows {

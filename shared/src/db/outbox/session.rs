@@ -301,11 +301,10 @@ async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, Store
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
     let prep = |sql: String| async move { prepare_one(client, timeout, &sql).await };
     Ok(Statements {
-        // `user_id` (cut like the hints) is for the live-update hints the
-        // relay sends after a claim (`db::live::Announcer`), apart from it.
         // One statement claims for one shard or for all of a relay's idle
         // shards at once (the coordinator's claim every poll interval): up
-        // to $2 rows of each, in id order. `user_id` (cut like the hints)
+        // to $2 rows of each, in id order, leaving out the orders $4 whose
+        // rows are in flight. `user_id` (cut like the hints)
         // is for the live-update hints the relay sends after a claim
         // (`db::live::Announcer`), apart from it.
         claim: prep(format!(
@@ -315,6 +314,7 @@ async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, Store
              left(payload->>'userId', 255) \
              FROM outbox o WHERE o.shard = s.shard \
              AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
+             AND o.aggregate_id <> ALL($4::uuid[]) \
              ORDER BY id LIMIT $2) c ORDER BY c.shard, c.id"
         ))
         .await?,

@@ -1,0 +1,99 @@
+//! The worker of one leased shard: takes the batches the coordinator
+//! claims for it (`Handoff`), sends each at once and settles it when its
+//! acks are in, with up to `OUTBOX_BATCHES_IN_FLIGHT` batches waiting for
+//! acks; backs off after errors.
+
+use crate::backoff::Backoff;
+use crate::context::RelayContext;
+use crate::handoff::Handoff;
+use crate::publisher::{PublishError, Sending, send_claimed, settle};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use order_shared::db::outbox::OutboxSession;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A shard whose worker ends (stopped, aborted, panicked) no longer counts
+/// as failing to publish.
+struct SettleOnExit<'a>(&'a RelayContext, i32);
+
+impl Drop for SettleOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.publishing.settled(self.1);
+    }
+}
+
+/// Works one leased shard until `stop`: sends each batch the coordinator
+/// hands it at once, up to `OUTBOX_BATCHES_IN_FLIGHT` of them waiting for
+/// their acks (the coordinator leaves their orders out of the next claim).
+/// After an error the shard takes nothing for a backoff delay, after a
+/// parked row (stop policy) for two seconds. Once stopped it still settles
+/// the batches in flight.
+pub async fn run_shard(
+    ctx: Arc<RelayContext>,
+    session: Arc<OutboxSession>,
+    shard: i32,
+    handoff: Arc<Handoff>,
+    stop: CancellationToken,
+) {
+    let _settle = SettleOnExit(&ctx, shard);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut flights = FuturesUnordered::new();
+    let resume = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(resume);
+    let mut paused = false;
+    let pause_for = |delay: Duration, resume: std::pin::Pin<&mut tokio::time::Sleep>| {
+        handoff.pause();
+        resume.reset(tokio::time::Instant::now() + delay);
+    };
+    loop {
+        if stop.is_cancelled() && flights.is_empty() {
+            return;
+        }
+        tokio::select! {
+            Some((orders, step)) = flights.next(), if !flights.is_empty() => {
+                handoff.settled(Vec::as_slice(&orders));
+                match step {
+                    Ok(_) => backoff.reset(),
+                    Err(PublishError::LeaseLost) => return,
+                    Err(err) => {
+                        if session.is_closed() {
+                            return;
+                        }
+                        let delay = backoff.next_delay();
+                        tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
+                            "Publishing failed; the shard waits and retries.");
+                        pause_for(delay, resume.as_mut());
+                        paused = true;
+                    }
+                }
+            }
+            _ = &mut resume, if paused => {
+                paused = false;
+                handoff.resume();
+            }
+            next = handoff.next(&stop), if !paused && !stop.is_cancelled() => {
+                let Some(rows) = next else { continue };
+                let orders: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
+                match send_claimed(&ctx, &session, shard, rows) {
+                    Ok(Sending::Sent(sent)) => {
+                        let (ctx, session) = (&ctx, &session);
+                        flights.push(async move { (orders, settle(ctx, session, shard, sent).await) });
+                    }
+                    Ok(Sending::Empty) => handoff.settled(&orders),
+                    Ok(Sending::Blocked) => {
+                        // Stopped at a parked row: look again after a while
+                        // (`outbox replay` is picked up within this pause).
+                        handoff.settled(&orders);
+                        pause_for(Duration::from_secs(2), resume.as_mut());
+                        paused = true;
+                    }
+                    Err(_) => return,
+                }
+            }
+            else => return,
+        }
+    }
+}
