@@ -194,6 +194,7 @@ async fn claim_for(ctx: &RelayContext, session: &OutboxSession, ready: Vec<(i32,
         .iter()
         .flat_map(|(_, handoff)| handoff.orders_in_flight())
         .collect();
+    let started = std::time::Instant::now();
     let claimed = session
         .claim_many(
             &shards,
@@ -202,6 +203,7 @@ async fn claim_for(ctx: &RelayContext, session: &OutboxSession, ready: Vec<(i32,
             &in_flight,
         )
         .await;
+    metrics::histogram!("outbox_claim_seconds").record(started.elapsed().as_secs_f64());
     match claimed {
         Ok(batches) => {
             for (shard, rows) in batches {

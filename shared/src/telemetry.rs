@@ -30,9 +30,9 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Finer buckets for the relay's commit -> ack latency and its own share
-/// (commit -> send call), whose targets are in milliseconds (the benchmark
-/// reads p50/p99 from them).
+/// Finer buckets for the relay's commit -> ack latency, its own share
+/// (commit -> send call) and its claim statement, whose targets are in
+/// milliseconds (the benchmark reads p50/p99 from them).
 const PUBLISH_LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.012, 0.015, 0.02, 0.025, 0.03, 0.04,
     0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -52,6 +52,12 @@ fn install() -> Result<PrometheusHandle, MetricsError> {
         .and_then(|b| {
             b.set_buckets_for_metric(
                 Matcher::Full("outbox_send_delay_seconds".into()),
+                PUBLISH_LATENCY_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("outbox_claim_seconds".into()),
                 PUBLISH_LATENCY_BUCKETS,
             )
         })

@@ -118,37 +118,57 @@ pub async fn ack_latency(
     api: &str,
     token: &str,
     metrics: &str,
+    pg: Option<&str>,
     rate: u64,
     secs: u64,
 ) -> anyhow::Result<()> {
-    let before = latency_buckets(metrics, "outbox_publish_latency_seconds").await?;
-    let before_send = latency_buckets(metrics, "outbox_send_delay_seconds").await?;
+    let names = [
+        "outbox_publish_latency_seconds",
+        "outbox_send_delay_seconds",
+        "outbox_claim_seconds",
+    ];
+    let mut before = Vec::new();
+    for name in names {
+        before.push(latency_buckets(metrics, name).await?);
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let probe = pg.map(|url| {
+        let (url, stop) = (url.to_owned(), stop.clone());
+        tokio::spawn(async move { crate::pg::round_trips(&url, stop).await })
+    });
     let (placed, http) = place_orders(api, token, rate, secs, None).await;
+    stop.cancel();
     println!(
         "HTTP create at {rate} orders/s: p50 {:.1} ms, p99 {:.1} ms",
         pick(&http, 0.50),
         pick(&http, 0.99)
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let delta = minus(
-        &latency_buckets(metrics, "outbox_publish_latency_seconds").await?,
-        &before,
-    );
-    let send = minus(
-        &latency_buckets(metrics, "outbox_send_delay_seconds").await?,
-        &before_send,
-    );
+    let mut deltas = Vec::new();
+    for (name, was) in names.iter().zip(&before) {
+        deltas.push(minus(&latency_buckets(metrics, name).await?, was));
+    }
+    let (delta, send, claim) = (&deltas[0], &deltas[1], &deltas[2]);
     let published = delta.last().map(|b| b.1).unwrap_or(0.0);
     println!(
         "commit->ack at {rate} orders/s for {secs} s: {placed} placed, {published:.0} published; p50 {:.1} ms, p99 {:.1} ms",
-        quantile(&delta, 0.50) * 1e3,
-        quantile(&delta, 0.99) * 1e3
+        quantile(delta, 0.50) * 1e3,
+        quantile(delta, 0.99) * 1e3
     );
     println!(
         "commit->send call (the relay's share): p50 {:.1} ms, p99 {:.1} ms",
-        quantile(&send, 0.50) * 1e3,
-        quantile(&send, 0.99) * 1e3
+        quantile(send, 0.50) * 1e3,
+        quantile(send, 0.99) * 1e3
     );
+    println!(
+        "claim statement (the relay's): {:.0} claims; p50 {:.1} ms, p99 {:.1} ms",
+        claim.last().map(|b| b.1).unwrap_or(0.0),
+        quantile(claim, 0.50) * 1e3,
+        quantile(claim, 0.99) * 1e3
+    );
+    if let Some(probe) = probe {
+        crate::pg::report(&probe.await??);
+    }
     Ok(())
 }
 

@@ -5,9 +5,10 @@
 //!     the broker-side limit.
 //! `bench ping --brokers B --topic T --count N`
 //!     sends one record at a time: the broker's acknowledgement latency.
-//! `bench latency --api URL --token JWT --relay-metrics URL --rate R --secs S`
-//!     the same load; p50/p99 of the relay's own commit -> ack histogram
-//!     and of its share, commit -> send call.
+//! `bench latency --api URL --token JWT --relay-metrics URL [--pg URL] --rate R --secs S`
+//!     the same load; p50/p99 of the relay's own commit -> ack histogram,
+//!     of its share (commit -> send call) and of its claim statement; with
+//!     `--pg`, a raw `SELECT 1` round trip every 2 ms in the same run.
 //! `bench steady --brokers B --topic T --rate R --secs S`
 //!     a raw producer at R records/s: each record's ack latency (beside the
 //!     `latency` load, in the same run).
@@ -22,6 +23,7 @@
 mod broker;
 mod common;
 mod load;
+mod pg;
 
 use broker::{inbound, ping, producer, steady};
 use common::arg;
@@ -60,6 +62,10 @@ async fn main() -> anyhow::Result<()> {
                 &arg(&args, "--api", "http://127.0.0.1:3003"),
                 &arg(&args, "--token", ""),
                 &arg(&args, "--relay-metrics", ""),
+                args.iter()
+                    .position(|a| a == "--pg")
+                    .and_then(|i| args.get(i + 1))
+                    .map(String::as_str),
                 arg(&args, "--rate", "1000").parse()?,
                 arg(&args, "--secs", "20").parse()?,
             )
