@@ -3,11 +3,13 @@
 //!
 //! A shard may have up to `OUTBOX_BATCHES_IN_FLIGHT` batches sent and
 //! waiting for their acknowledgements, so that new rows do not wait behind
-//! a slow ack. Order per order still holds because the orders of the
-//! batches in flight are excluded from the next claim: an order's rows are
-//! in one batch at a time, and a row that failed still holds back its
-//! order's later rows (they are claimed only after the failure was
-//! recorded).
+//! a slow ack, and at most `OUTBOX_BATCH_SIZE` rows in them all (memory
+//! stays what one full batch per shard takes). Order per order still holds
+//! because the orders of the batches in flight are excluded from the next
+//! claim: an order's rows are in one batch at a time, and a row that failed
+//! still holds back its order's later rows (they are claimed only after the
+//! failure was recorded). One claim per shard at a time: the coordinator's
+//! or, after a full batch, the worker's own ([`Handoff::begin_claim`]).
 
 use order_shared::db::outbox::OutboxRow;
 use std::collections::HashSet;
@@ -16,15 +18,25 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// How the coordinator hands a shard's worker the rows it claimed for it.
-/// Only the coordinator claims (one claim at a time), and it claims only
-/// for a shard that [`accepts`](Handoff::accepts) a batch, excluding the
-/// [`orders in flight`](Handoff::orders_in_flight).
+/// How the coordinator (or the worker itself) hands a shard's worker the
+/// rows claimed for it. A claim starts with [`begin_claim`](Handoff::begin_claim),
+/// which says how many rows to claim and which orders to leave out, and ends
+/// with [`hand`](Handoff::hand) or [`end_claim`](Handoff::end_claim).
 #[derive(Debug)]
 pub struct Handoff {
     max_in_flight: usize,
+    max_rows: usize,
     state: Mutex<State>,
     ready: Notify,
+}
+
+/// What one claim for a shard may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSpec {
+    /// Rows at most (`OUTBOX_BATCH_SIZE` less the rows in flight).
+    pub limit: i64,
+    /// The orders of the batches queued and in flight.
+    pub exclude: Vec<Uuid>,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +46,10 @@ struct State {
     /// Batches taken and not yet settled (acked and deleted, or failed and
     /// recorded).
     in_flight: usize,
+    /// Rows of the queued and in-flight batches.
+    rows: usize,
+    /// A claim for this shard is running.
+    claiming: bool,
     /// The orders of the queued and in-flight batches.
     orders: HashSet<Uuid>,
     /// The worker takes nothing for now (backing off after an error, or
@@ -42,9 +58,10 @@ struct State {
 }
 
 impl Handoff {
-    pub fn new(max_in_flight: usize) -> Self {
+    pub fn new(max_in_flight: usize, max_rows: usize) -> Self {
         Handoff {
             max_in_flight: max_in_flight.max(1),
+            max_rows: max_rows.max(1),
             state: Mutex::new(State::default()),
             ready: Notify::new(),
         }
@@ -54,10 +71,30 @@ impl Handoff {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the worker takes another batch now.
-    pub fn accepts(&self) -> bool {
-        let s = self.state();
-        !s.paused && s.queued.is_none() && s.in_flight < self.max_in_flight
+    /// Starts a claim when the worker takes another batch now (not paused,
+    /// nothing queued, fewer batches and rows in flight than allowed, no
+    /// other claim running): what to claim. Every `Some` must be followed
+    /// by [`hand`](Self::hand) or [`end_claim`](Self::end_claim).
+    pub fn begin_claim(&self) -> Option<ClaimSpec> {
+        let mut s = self.state();
+        let takes = !s.paused
+            && !s.claiming
+            && s.queued.is_none()
+            && s.in_flight < self.max_in_flight
+            && s.rows < self.max_rows;
+        if !takes {
+            return None;
+        }
+        s.claiming = true;
+        Some(ClaimSpec {
+            limit: (self.max_rows - s.rows) as i64,
+            exclude: s.orders.iter().copied().collect(),
+        })
+    }
+
+    /// Ends a claim that found nothing (or failed).
+    pub fn end_claim(&self) {
+        self.state().claiming = false;
     }
 
     /// Whether nothing is queued or in flight.
@@ -66,19 +103,15 @@ impl Handoff {
         s.queued.is_none() && s.in_flight == 0
     }
 
-    /// The orders whose rows are queued or in flight: the next claim must
-    /// leave them out.
-    pub fn orders_in_flight(&self) -> Vec<Uuid> {
-        self.state().orders.iter().copied().collect()
-    }
-
-    /// Gives the worker its next batch (only when it [`accepts`](Self::accepts)).
+    /// Ends a claim with the rows it found: the worker's next batch.
     pub fn hand(&self, rows: Vec<OutboxRow>) {
         let mut s = self.state();
+        s.claiming = false;
+        s.rows += rows.len();
         s.orders.extend(rows.iter().map(|r| r.order_id));
         match s.queued.as_mut() {
-            // Never expected (the coordinator hands only to a shard that
-            // accepts); kept in id order rather than lost.
+            // Never expected (a claim begins only when nothing is queued);
+            // kept in id order rather than lost.
             Some(queued) => queued.extend(rows),
             None => s.queued = Some(rows),
         }
@@ -104,11 +137,13 @@ impl Handoff {
         }
     }
 
-    /// A batch taken with [`next`](Self::next) is done: its rows are
-    /// deleted or their failure recorded, so its orders may be claimed again.
+    /// A batch taken with [`next`](Self::next) is done (`orders`: the order
+    /// of each of its rows): its rows are deleted or their failure
+    /// recorded, so its orders may be claimed again.
     pub(crate) fn settled(&self, orders: &[Uuid]) {
         let mut s = self.state();
         s.in_flight = s.in_flight.saturating_sub(1);
+        s.rows = s.rows.saturating_sub(orders.len());
         for order in orders {
             s.orders.remove(order);
         }
@@ -148,42 +183,56 @@ mod tests {
     #[tokio::test]
     async fn orders_stay_excluded_from_claims_until_their_batch_settled() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let handoff = Handoff::new(2);
+        let handoff = Handoff::new(2, 500);
         let stop = CancellationToken::new();
-        assert!(handoff.accepts() && handoff.is_idle());
+        assert!(handoff.is_idle());
 
+        let spec = handoff.begin_claim().unwrap();
+        assert_eq!((spec.limit, spec.exclude.len()), (500, 0));
+        assert_eq!(handoff.begin_claim(), None, "one claim at a time");
         handoff.hand(vec![row(1, a), row(2, a)]);
-        assert!(!handoff.accepts(), "one batch queued at a time");
-        assert_eq!(handoff.orders_in_flight(), vec![a], "queued counts");
+        assert_eq!(handoff.begin_claim(), None, "one batch queued at a time");
         let first = handoff.next(&stop).await.unwrap();
         assert_eq!(first.len(), 2);
-        assert!(
-            handoff.accepts(),
-            "a second batch may go while the first waits"
-        );
 
+        let spec = handoff
+            .begin_claim()
+            .expect("a second batch while the first waits");
+        assert_eq!((spec.limit, spec.exclude), (498, vec![a]));
         handoff.hand(vec![row(3, b)]);
         let second = handoff.next(&stop).await.unwrap();
         assert_eq!(second[0].id, 3);
-        assert!(!handoff.accepts(), "two in flight: the limit");
-        let mut orders = handoff.orders_in_flight();
-        orders.sort();
-        assert_eq!(orders, vec![a, b]);
+        assert_eq!(handoff.begin_claim(), None, "two in flight: the limit");
 
         handoff.settled(&[b]);
-        assert_eq!(handoff.orders_in_flight(), vec![a], "a's batch still waits");
-        assert!(handoff.accepts());
-        handoff.settled(&[a]);
-        assert!(handoff.orders_in_flight().is_empty() && handoff.is_idle());
+        let spec = handoff.begin_claim().unwrap();
+        assert_eq!(spec.exclude, vec![a], "a's batch still waits");
+        handoff.end_claim();
+        handoff.settled(&[a, a]);
+        assert!(handoff.is_idle());
+        assert_eq!(handoff.begin_claim().unwrap().limit, 500);
+    }
+
+    #[tokio::test]
+    async fn rows_in_flight_never_exceed_one_batch() {
+        let handoff = Handoff::new(4, 3);
+        let stop = CancellationToken::new();
+        handoff.begin_claim().unwrap();
+        handoff.hand(vec![row(1, Uuid::now_v7()), row(2, Uuid::now_v7())]);
+        handoff.next(&stop).await.unwrap();
+        assert_eq!(handoff.begin_claim().unwrap().limit, 1);
+        handoff.hand(vec![row(3, Uuid::now_v7())]);
+        handoff.next(&stop).await.unwrap();
+        assert_eq!(handoff.begin_claim(), None, "a full batch is in flight");
     }
 
     #[tokio::test]
     async fn a_paused_worker_is_handed_nothing_and_a_stopped_one_takes_nothing() {
-        let handoff = Handoff::new(4);
+        let handoff = Handoff::new(4, 500);
         handoff.pause();
-        assert!(!handoff.accepts());
+        assert_eq!(handoff.begin_claim(), None);
         handoff.resume();
-        assert!(handoff.accepts());
+        assert!(handoff.begin_claim().is_some());
 
         let stop = CancellationToken::new();
         stop.cancel();

@@ -8,10 +8,12 @@
 //!
 //! Claims: every `OUTBOX_POLL_INTERVAL_MS` one statement claims the next
 //! rows of every owned shard whose worker takes another batch (fewer than
-//! `OUTBOX_BATCHES_IN_FLIGHT` waiting for acks), leaving out the orders in
-//! flight, and hands each worker its batch (`handoff::Handoff`): one query
-//! for all of them, rather than a probe and then one claim per shard. A NOTIFY from the writer (with
-//! `OUTBOX_NOTIFY=true`) claims for its shard at once.
+//! `OUTBOX_BATCHES_IN_FLIGHT` batches and `OUTBOX_BATCH_SIZE` rows waiting
+//! for acks), leaving out the orders in flight, and hands each worker its
+//! batch (`handoff::Handoff`): one query for all of them, rather than a
+//! probe and then one claim per shard. After a full batch a worker claims
+//! the next one itself. A NOTIFY from the writer (with `OUTBOX_NOTIFY=true`)
+//! claims for its shard at once.
 //!
 //! Faults: a session that does not answer within `OUTBOX_SESSION_TIMEOUT_MS`
 //! is given up (see `order_shared::db::outbox::session`); a relay whose sends
@@ -27,9 +29,7 @@
 
 use crate::backoff::Backoff;
 use crate::context::RelayContext;
-use crate::handoff::Handoff;
-use crate::publisher::claims_parked;
-use crate::shard::run_shard;
+use crate::shard::{claim_for, run_shard};
 use crate::workers::ShardWorkers;
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxSession, SessionEvent};
@@ -38,7 +38,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// How long a shard worker given back may take to finish its batch: one
 /// message timeout (the longest a send waits for its ack) and a margin.
@@ -116,6 +115,7 @@ async fn run_session(
             ))
         }),
         ctx.settings.batches_in_flight,
+        ctx.settings.batch_size as usize,
     );
     let mut tick = tokio::time::interval(ctx.settings.rebalance_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,9 +128,7 @@ async fn run_session(
             _ = shutdown.cancelled() => break,
             event = events.recv() => match event {
                 Some(SessionEvent::NewRows(shard)) => {
-                    let mut ready = workers.ready();
-                    ready.retain(|(s, _)| *s == shard);
-                    claim_for(ctx, &session, ready).await;
+                    claim_for(ctx, &session, workers.begin_claims(Some(shard))).await;
                 }
                 Some(SessionEvent::Closed) | None => {
                     tracing::warn!(shards = workers.len(), "Relay database session lost; its leases are gone.");
@@ -143,7 +141,7 @@ async fn run_session(
                 }
             }
             _ = probe.tick(), if !workers.is_empty() => {
-                claim_for(ctx, &session, workers.ready()).await;
+                claim_for(ctx, &session, workers.begin_claims(None)).await;
             }
             _ = tick.tick() => {
                 if let Some(failing) = ctx.publishing.failing_for()
@@ -179,41 +177,6 @@ async fn run_session(
         batch_bound(ctx)
     };
     workers.stop_all(bound).await;
-}
-
-/// Claims the next rows of the `ready` shards in one statement, leaving out
-/// their orders in flight, and hands each worker its batch. Only this loop
-/// claims and hands out rows, one claim at a time, so an order's rows are
-/// never in two batches at once.
-async fn claim_for(ctx: &RelayContext, session: &OutboxSession, ready: Vec<(i32, Arc<Handoff>)>) {
-    if ready.is_empty() || !session.lease_valid() {
-        return;
-    }
-    let shards: Vec<i32> = ready.iter().map(|(shard, _)| *shard).collect();
-    let in_flight: Vec<Uuid> = ready
-        .iter()
-        .flat_map(|(_, handoff)| handoff.orders_in_flight())
-        .collect();
-    let started = std::time::Instant::now();
-    let claimed = session
-        .claim_many(
-            &shards,
-            ctx.settings.batch_size,
-            claims_parked(ctx),
-            &in_flight,
-        )
-        .await;
-    metrics::histogram!("outbox_claim_seconds").record(started.elapsed().as_secs_f64());
-    match claimed {
-        Ok(batches) => {
-            for (shard, rows) in batches {
-                if let Some((_, handoff)) = ready.iter().find(|(s, _)| *s == shard) {
-                    handoff.hand(rows);
-                }
-            }
-        }
-        Err(err) => tracing::debug!(error = %err, "Claiming for ready shards failed."),
-    }
 }
 
 async fn rebalance(

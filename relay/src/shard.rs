@@ -1,12 +1,13 @@
 //! The worker of one leased shard: takes the batches the coordinator
 //! claims for it (`Handoff`), sends each at once and settles it when its
 //! acks are in, with up to `OUTBOX_BATCHES_IN_FLIGHT` batches waiting for
-//! acks; backs off after errors.
+//! acks; backs off after errors. `claim_for` is the one claim of both the
+//! coordinator and a worker after a full batch.
 
 use crate::backoff::Backoff;
 use crate::context::RelayContext;
-use crate::handoff::Handoff;
-use crate::publisher::{PublishError, Sending, send_claimed, settle};
+use crate::handoff::{ClaimSpec, Handoff};
+use crate::publisher::{PublishError, Sending, Step, claims_parked, send_claimed, settle};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use order_shared::db::outbox::OutboxSession;
@@ -27,7 +28,8 @@ impl Drop for SettleOnExit<'_> {
 
 /// Works one leased shard until `stop`: sends each batch the coordinator
 /// hands it at once, up to `OUTBOX_BATCHES_IN_FLIGHT` of them waiting for
-/// their acks (the coordinator leaves their orders out of the next claim).
+/// their acks (the coordinator leaves their orders out of the next claim);
+/// after a full batch it claims the next one itself.
 /// After an error the shard takes nothing for a backoff delay, after a
 /// parked row (stop policy) for two seconds. Once stopped it still settles
 /// the batches in flight.
@@ -56,6 +58,14 @@ pub async fn run_shard(
             Some((orders, step)) = flights.next(), if !flights.is_empty() => {
                 handoff.settled(Vec::as_slice(&orders));
                 match step {
+                    Ok(Step::Published(n)) if n as i64 >= ctx.settings.batch_size => {
+                        // A full batch: more rows are likely waiting; claim
+                        // them now rather than at the coordinator's next round.
+                        backoff.reset();
+                        if let Some(spec) = handoff.begin_claim() {
+                            claim_for(&ctx, &session, vec![(shard, handoff.clone(), spec)]).await;
+                        }
+                    }
                     Ok(_) => backoff.reset(),
                     Err(PublishError::LeaseLost) => return,
                     Err(err) => {
@@ -94,6 +104,52 @@ pub async fn run_shard(
                 }
             }
             else => return,
+        }
+    }
+}
+
+/// Claims the next rows of the shards whose claim began, in one
+/// statement, each up to its limit and without its orders in flight, and
+/// hands each worker its batch; ends every claim.
+pub async fn claim_for(
+    ctx: &RelayContext,
+    session: &OutboxSession,
+    claims: Vec<(i32, Arc<Handoff>, ClaimSpec)>,
+) {
+    if claims.is_empty() {
+        return;
+    }
+    let end_all = || {
+        claims
+            .iter()
+            .for_each(|(_, handoff, _)| handoff.end_claim())
+    };
+    if !session.lease_valid() {
+        return end_all();
+    }
+    let shards: Vec<i32> = claims.iter().map(|(shard, _, _)| *shard).collect();
+    let limits: Vec<i64> = claims.iter().map(|(_, _, spec)| spec.limit).collect();
+    let in_flight: Vec<Uuid> = claims
+        .iter()
+        .flat_map(|(_, _, spec)| spec.exclude.iter().copied())
+        .collect();
+    let started = std::time::Instant::now();
+    let claimed = session
+        .claim_many(&shards, &limits, claims_parked(ctx), &in_flight)
+        .await;
+    metrics::histogram!("outbox_claim_seconds").record(started.elapsed().as_secs_f64());
+    match claimed {
+        Ok(mut batches) => {
+            for (shard, handoff, _) in &claims {
+                match batches.iter().position(|(s, _)| s == shard) {
+                    Some(i) => handoff.hand(batches.swap_remove(i).1),
+                    None => handoff.end_claim(),
+                }
+            }
+        }
+        Err(err) => {
+            end_all();
+            tracing::debug!(error = %err, "Claiming for ready shards failed.");
         }
     }
 }

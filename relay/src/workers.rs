@@ -2,7 +2,7 @@
 //! worker that ended while its lease is held is restarted), stopped, and
 //! given back in the background once they finished their batch.
 
-use crate::handoff::Handoff;
+use crate::handoff::{ClaimSpec, Handoff};
 use order_shared::db::outbox::OutboxSession;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,8 +26,10 @@ pub type SpawnWorker = Box<dyn Fn(i32, Arc<Handoff>, CancellationToken) -> JoinH
 /// in the background.
 pub struct ShardWorkers {
     spawn: SpawnWorker,
-    /// Batches a shard may have waiting for acks (`OUTBOX_BATCHES_IN_FLIGHT`).
+    /// Batches a shard may have waiting for acks (`OUTBOX_BATCHES_IN_FLIGHT`)
+    /// and rows in them all (`OUTBOX_BATCH_SIZE`).
     batches_in_flight: usize,
+    rows_in_flight: usize,
     running: HashMap<i32, RunningShard>,
     /// Shards being given back: stopped, lease not yet released.
     releasing: HashSet<i32>,
@@ -36,11 +38,12 @@ pub struct ShardWorkers {
 }
 
 impl ShardWorkers {
-    pub fn new(spawn: SpawnWorker, batches_in_flight: usize) -> Self {
+    pub fn new(spawn: SpawnWorker, batches_in_flight: usize, rows_in_flight: usize) -> Self {
         let (released_tx, released_rx) = mpsc::unbounded_channel();
         ShardWorkers {
             spawn,
             batches_in_flight,
+            rows_in_flight,
             running: HashMap::new(),
             releasing: HashSet::new(),
             released_tx,
@@ -70,7 +73,7 @@ impl ShardWorkers {
 
     pub fn start(&mut self, shard: i32) {
         let stop = CancellationToken::new();
-        let handoff = Arc::new(Handoff::new(self.batches_in_flight));
+        let handoff = Arc::new(Handoff::new(self.batches_in_flight, self.rows_in_flight));
         let handle = (self.spawn)(shard, handoff.clone(), stop.clone());
         self.running.insert(
             shard,
@@ -82,17 +85,23 @@ impl ShardWorkers {
         );
     }
 
-    /// Owned shards whose worker takes another batch now, in order, with
-    /// the hand-off to give them their rows.
-    pub fn ready(&self) -> Vec<(i32, Arc<Handoff>)> {
-        let mut ready: Vec<(i32, Arc<Handoff>)> = self
+    /// Begins a claim for every owned shard (or only `only`) whose worker
+    /// takes another batch now, in shard order: the shard, its hand-off (to
+    /// hand the rows or end the claim) and what to claim.
+    pub fn begin_claims(&self, only: Option<i32>) -> Vec<(i32, Arc<Handoff>, ClaimSpec)> {
+        let mut shards: Vec<(&i32, &RunningShard)> = self
             .running
             .iter()
-            .filter(|(_, w)| w.handoff.accepts() && !w.handle.is_finished())
-            .map(|(shard, w)| (*shard, w.handoff.clone()))
+            .filter(|(shard, w)| only.is_none_or(|o| o == **shard) && !w.handle.is_finished())
             .collect();
-        ready.sort_unstable_by_key(|(shard, _)| *shard);
-        ready
+        shards.sort_unstable_by_key(|(shard, _)| **shard);
+        shards
+            .into_iter()
+            .filter_map(|(shard, w)| {
+                let spec = w.handoff.begin_claim()?;
+                Some((*shard, w.handoff.clone(), spec))
+            })
+            .collect()
     }
 
     /// Restarts every worker that ended although it was not stopped (it
@@ -194,6 +203,7 @@ mod tests {
                 })
             }),
             1,
+            500,
         );
         workers.start(3);
         tokio::time::sleep(Duration::from_millis(50)).await;

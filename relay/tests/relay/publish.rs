@@ -321,13 +321,16 @@ async fn one_claim_takes_the_next_rows_of_several_shards_in_order() {
     };
     let all: Vec<i32> = (0..8).collect();
 
-    let claimed = session.claim_many(&all, 500, false, &[]).await.unwrap();
+    let claimed = session
+        .claim_many(&all, &[500; 8], false, &[])
+        .await
+        .unwrap();
     assert_eq!(
         ids(&claimed),
         vec![(1, vec![2]), (3, vec![1, 3, 5])],
         "by shard, in id order; shard 5 only has a parked row"
     );
-    let claimed = session.claim_many(&all, 2, true, &[]).await.unwrap();
+    let claimed = session.claim_many(&all, &[2; 8], true, &[]).await.unwrap();
     assert_eq!(
         ids(&claimed),
         vec![(1, vec![2]), (3, vec![1, 3]), (5, vec![4])],
@@ -335,7 +338,7 @@ async fn one_claim_takes_the_next_rows_of_several_shards_in_order() {
     );
     assert!(
         session
-            .claim_many(&[0, 2], 500, true, &[])
+            .claim_many(&[0, 2], &[500, 500], true, &[])
             .await
             .unwrap()
             .is_empty()
@@ -347,8 +350,18 @@ async fn one_claim_takes_the_next_rows_of_several_shards_in_order() {
     // its rows are never in two batches at once.
     let in_flight: uuid::Uuid = "018f0000-0000-7000-8000-00000000000a".parse().unwrap();
     let claimed = session
-        .claim_many(&all, 500, false, &[in_flight])
+        .claim_many(&all, &[500; 8], false, &[in_flight])
         .await
         .unwrap();
     assert_eq!(ids(&claimed), vec![(1, vec![2]), (3, vec![3])]);
+
+    let claimed = session
+        .claim_many(&[1, 3], &[500, 1], false, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&claimed),
+        vec![(1, vec![2]), (3, vec![1])],
+        "each shard its own limit"
+    );
 }

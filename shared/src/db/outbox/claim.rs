@@ -19,24 +19,25 @@ impl OutboxSession {
         include_parked: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut claimed = self
-            .claim_many(&[shard], limit, include_parked, &[])
+            .claim_many(&[shard], &[limit], include_parked, &[])
             .await?;
         Ok(claimed.pop().map(|(_, rows)| rows).unwrap_or_default())
     }
 
     /// [`claim`](Self::claim) for several shards in one statement: up to
-    /// `limit` rows of each, grouped by shard (only shards with rows). The
+    /// `limits[i]` rows of `shards[i]`, grouped by shard (only shards with
+    /// rows). The
     /// rows of the orders in `in_flight` (batches sent and not yet settled)
     /// are left out, so an order's rows are never in two batches at once.
     pub async fn claim_many(
         &self,
         shards: &[i32],
-        limit: i64,
+        limits: &[i64],
         include_parked: bool,
         in_flight: &[Uuid],
     ) -> Result<Vec<(i32, Vec<OutboxRow>)>, StoreError> {
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-            [&shards, &limit, &include_parked, &in_flight];
+            [&shards, &limits, &include_parked, &in_flight];
         let rows = self
             .timed(self.client.query(&self.stmts.claim, &params))
             .await?;
