@@ -1,6 +1,7 @@
 //! HTTP routes: the OpenAPI-described orders resource, health and metrics.
 
 pub mod health;
+pub mod json_body;
 pub mod lenient;
 pub mod live;
 pub mod orders;

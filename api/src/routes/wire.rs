@@ -1,15 +1,17 @@
 //! The JSON shapes of the REST API (camelCase), and their conversion to and
 //! from the domain types in `order_shared`.
 
+use super::json_body::{rfc3339, rfc3339_opt};
 use order_shared::domain::{AddressInput, ItemInput, ShippingAddress};
 use order_shared::domain::{HistoryEntry, Order, OrderLine, OrderStatus};
 use poem_openapi::{Enum, Object, Union};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Order status.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,
     Confirmed,
@@ -117,15 +119,18 @@ pub struct AddressRequest {
 }
 
 /// A postal address.
-#[derive(Object, Debug, Clone, Default)]
+#[derive(Object, Serialize, Debug, Clone, Default)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Address {
     pub name: String,
     pub line1: String,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub line2: Option<String>,
     pub city: String,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, e.g. `US`.
@@ -221,8 +226,9 @@ impl From<ItemRequest> for ItemInput {
 }
 
 /// A line of an order.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct OrderItem {
     pub product_id: String,
     pub quantity: i32,
@@ -241,9 +247,12 @@ impl From<OrderLine> for OrderItem {
     }
 }
 
+// Written with serde (`JsonBody`); a test holds that equal to
+// poem-openapi's own serialization.
 /// An order.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct OrderBody {
     pub id: Uuid,
     pub user_id: String,
@@ -254,19 +263,30 @@ pub struct OrderBody {
     pub currency: String,
     /// 1 when placed, +1 per emitted event.
     pub version: i64,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "rfc3339")]
     pub updated_at: chrono::DateTime<chrono::Utc>,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shipping_address: Option<Address>,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub carrier: Option<String>,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cancellation_reason: Option<String>,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_opt"
+    )]
     pub inventory_reserved_at: Option<chrono::DateTime<chrono::Utc>>,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
 }
 
@@ -293,12 +313,14 @@ impl From<Order> for OrderBody {
 }
 
 /// A page of orders, newest first.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename_all = "camelCase", rename = "OrderPage")]
+#[serde(rename_all = "camelCase")]
 pub struct OrderPageBody {
     pub items: Vec<OrderBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 

@@ -10,7 +10,8 @@ use crate::http::traceparent;
 use crate::limits::OrderRateLimit;
 use crate::live::{Announcer, Hub};
 use crate::problem::ApiError;
-use crate::routes::lenient::{Lenient, OrNull};
+use crate::routes::json_body::JsonBody;
+use crate::routes::lenient::{Lenient, LenientJson, OrNull};
 use crate::routes::wire::{
     CancelRequest, CreateOrderBody, CreateOrderRequest, HistoryItem, OrderBody, OrderPageBody,
     ShipRequest, Status,
@@ -59,7 +60,7 @@ pub enum CreateResponse {
     /// The order was placed (or, with a reused Idempotency-Key, placed before).
     #[oai(status = 201)]
     Created(
-        Json<OrderBody>,
+        JsonBody<OrderBody>,
         #[oai(header = "Location")] String,
         /// `true` when this answer repeats an earlier request with the same Idempotency-Key.
         #[oai(header = "Idempotent-Replayed")]
@@ -76,7 +77,7 @@ pub enum OrderResponse {
     /// The order.
     #[oai(status = 200)]
     Ok(
-        Json<OrderBody>,
+        JsonBody<OrderBody>,
         /// The order's version as an entity tag (`"3"`): send it as `If-Match` with a change.
         #[oai(header = "ETag")]
         String,
@@ -86,7 +87,7 @@ pub enum OrderResponse {
 impl OrderResponse {
     fn of(order: Order) -> Self {
         let tag = entity_tag(order.version);
-        OrderResponse::Ok(Json(order.into()), tag)
+        OrderResponse::Ok(JsonBody(order.into()), tag)
     }
 }
 
@@ -144,7 +145,7 @@ impl OrdersApi {
             validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+[\\t ]*$")
         )]
         idempotency_key: Header<Option<String>>,
-        body: Json<Lenient<CreateOrderRequest, CreateOrderBody>>,
+        body: LenientJson<CreateOrderRequest, CreateOrderBody>,
     ) -> Result<CreateResponse, ApiError> {
         let caller = auth.0;
         if let Some(limit) = &self.rate_limit {
@@ -154,7 +155,7 @@ impl OrdersApi {
         let sent = req.headers().contains_key("idempotency-key");
         input::check_idempotency_key(sent, key)?;
         let order =
-            input::new_order(&self.products, &self.carts, bearer_token(req), body.0.0).await?;
+            input::new_order(&self.products, &self.carts, bearer_token(req), body.0).await?;
         let idempotency = key
             .map(|key| input::idempotency_key(key, &order, self.idempotency_ttl))
             .transpose()?;
@@ -184,7 +185,7 @@ impl OrdersApi {
         let location = format!("/api/orders/{}", order.id);
         let tag = entity_tag(order.version);
         Ok(CreateResponse::Created(
-            Json(order.into()),
+            JsonBody(order.into()),
             location,
             replayed,
             tag,
@@ -213,7 +214,7 @@ impl OrdersApi {
             validator(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
         )]
         user_id: Query<Option<String>>,
-    ) -> Result<Json<OrderPageBody>, ApiError> {
+    ) -> Result<JsonBody<OrderPageBody>, ApiError> {
         let caller = auth.0;
         let user_filter = match (caller.is_admin, user_id.0.map(UserId::new)) {
             (true, filter) => filter,
@@ -236,7 +237,7 @@ impl OrdersApi {
         };
         let client = self.pool.get().await?;
         let page = orders::list_orders(&client, &query).await?;
-        Ok(Json(OrderPageBody {
+        Ok(JsonBody(OrderPageBody {
             items: page.orders.into_iter().map(OrderBody::from).collect(),
             next_cursor: page.next_before.map(input::encode_cursor),
         }))
