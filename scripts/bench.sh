@@ -7,6 +7,10 @@
 #      CPU per create of order-api and order-relay from /proc; HTTP p50/p99
 #      at half the measured rate.
 #   2. reads: GET one order and a page of 20 vs pgbench of the same queries.
+#   Figures 1 and 2 also measure the floor of the required stack
+#   (api/examples/floor.rs: poem, jsonwebtoken, serde and tokio-postgres
+#   running pgbench's own statements, no code of ours) the same way: what
+#   the crates the service must use cost on this machine.
 #   3. relay: CPU per published event (from the create runs); drain of
 #      pre-filled rows vs PostgreSQL's own claim + delete of the same rows.
 #   4. commit -> broker ack at 1,000 orders/s (the relay's histogram) and
@@ -32,7 +36,7 @@ HZ=$(getconf CLK_TCK)
 PIDS=()
 trap kill_bench_pids EXIT
 
-for port in 3130 3131 3132; do
+for port in 3130 3131 3132 3133; do
   if port_open "$port"; then die "port $port is in use (an earlier bench still running?)"; fi
 done
 start_postgres
@@ -44,6 +48,7 @@ fi
 log "Building release binaries and the bench tool"
 cargo build --release --locked --bins -p order-api -p order-relay
 cargo build --release --locked -p order-relay --example bench
+cargo build --release --locked -p order-api --example floor
 
 as_postgres dropdb -p "$PG_PORT" --if-exists "$BENCH_DB" >/dev/null
 as_postgres createdb -p "$PG_PORT" -O orders "$BENCH_DB"
@@ -60,9 +65,15 @@ env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS APP_ENV=development JWT_SECR
   ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
 api_pid=$!
 PIDS+=("$api_pid")
+# The floor of the required stack (api/examples/floor.rs): poem, jsonwebtoken,
+# serde and tokio-postgres running pgbench's own statements, no code of ours.
+./target/release/examples/floor "$BENCH_URL" 3133 "$SECRET" >>"$LOG_DIR/bench-floor.log" 2>&1 &
+floor_pid=$!
+PIDS+=("$floor_pid")
 WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3130/health/ready
 WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3131/health/ready
 API=http://127.0.0.1:3130
+FLOOR=http://127.0.0.1:3133
 TOKEN=$(APP_ENV=development JWT_SECRET="$SECRET" ./target/release/order-api token --sub bench)
 export TOKEN
 
@@ -81,7 +92,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname 
 
 log "1. create: API (wrk) vs pgbench, $ROUNDS x (A B), $SECS s each, relay publishing"
 wrk -t2 -c16 -d3s -s scripts/bench/create-order.lua "$API/api/orders" >/dev/null
-api_rates=(); pg_rates=(); api_us=(); relay_us=()
+api_rates=(); pg_rates=(); api_us=(); relay_us=(); floor_rates=(); floor_us=()
 for _ in $(seq "$ROUNDS"); do
   settle
   a0=$(ticks "$api_pid"); r0=$(ticks "$relay_pid"); n0=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id = 'bench'")
@@ -94,12 +105,20 @@ for _ in $(seq "$ROUNDS"); do
   api_us+=("$(awk -v t=$((a1 - a0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')")
   relay_us+=("$(awk -v t=$((r1 - r0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')")
   pg_rates+=("$(pg_tps -f scripts/bench/pg-create.sql)")
+  settle
+  f0=$(ticks "$floor_pid"); n0=$(psql_b -c "SELECT count(*) FROM orders")
+  floor_rates+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/create-order.lua "$FLOOR/api/orders" | rate_of)")
+  f1=$(ticks "$floor_pid"); n1=$(psql_b -c "SELECT count(*) FROM orders")
+  floor_us+=("$(awk -v t=$((f1 - f0)) -v n=$((n1 - n0)) -v hz="$HZ" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')")
 done
 create_api=$(printf '%s\n' "${api_rates[@]}" | mean)
 create_pg=$(printf '%s\n' "${pg_rates[@]}" | mean)
 cpu_api=$(printf '%s\n' "${api_us[@]}" | mean)
 cpu_relay=$(printf '%s\n' "${relay_us[@]}" | mean)
+cpu_floor=$(printf '%s\n' "${floor_us[@]}" | mean)
+create_floor=$(printf '%s\n' "${floor_rates[@]}" | mean)
 echo "  API ${api_rates[*]} orders/s; pgbench ${pg_rates[*]} tps; API CPU ${api_us[*]} us/create; relay CPU ${relay_us[*]} us/event"
+echo "  floor of the required stack: ${floor_rates[*]} orders/s, ${floor_us[*]} us CPU/create"
 
 log "2. reads: GET one order and a page of 20, API vs pgbench"
 settle
@@ -109,14 +128,16 @@ psql_b -c "ANALYZE orders, order_items" >/dev/null
 ID=$(curl -fsS -X POST "$API/api/orders" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d '{"currency":"USD","items":[{"productId":"sku-1","quantity":2,"unitPrice":1999},{"productId":"sku-2","quantity":1,"unitPrice":500}],"shippingAddress":{"name":"Bench","line1":"1 Main St","city":"X","postalCode":"1","country":"US"}}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-get_api=(); get_pg=(); list_api=(); list_pg=()
+get_api=(); get_pg=(); list_api=(); list_pg=(); get_floor=(); list_floor=()
 for _ in $(seq "$ROUNDS"); do
   get_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders/$ID" | rate_of)")
   get_pg+=("$(pg_tps -f scripts/bench/pg-get.sql -D id="$ID" -D user=bench)")
   list_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders?limit=20" | rate_of)")
   list_pg+=("$(pg_tps -f scripts/bench/pg-list.sql -D user=bench)")
+  get_floor+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$FLOOR/api/orders/$ID" | rate_of)")
+  list_floor+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$FLOOR/api/orders?limit=20" | rate_of)")
 done
-echo "  GET one: API ${get_api[*]} req/s, pgbench ${get_pg[*]} tps; list 20: API ${list_api[*]} req/s, pgbench ${list_pg[*]} tps"
+echo "  GET one: API ${get_api[*]} req/s, pgbench ${get_pg[*]} tps, floor ${get_floor[*]} req/s; list 20: API ${list_api[*]} req/s, pgbench ${list_pg[*]} tps, floor ${list_floor[*]} req/s"
 
 log "4. commit -> ack at 1,000 orders/s (and a raw producer at 1,000/s beside it), and HTTP p50/p99 at half the create rate"
 settle
@@ -222,10 +243,14 @@ echo
 printf '%-62s %-10s %-8s %s\n' "figure" "measured" "target" "verdict"
 row() { printf '%-62s %-10s %-8s %s\n' "$1" "$2" "$3" "$4"; }
 row "1. create: API / pgbench ($create_api / $create_pg)" "$create_r" ">= 0.9" "$(verdict "$create_r" 0.9 min)"
+row "   floor of the required stack / pgbench ($create_floor)" "$(ratio "$create_floor" "$create_pg")" "" "(reference)"
 row "1. API CPU per create (us)" "$cpu_api" "<= 80" "$(verdict "$cpu_api" 80 max)"
+row "   floor of the required stack, CPU per create (us)" "$cpu_floor" "" "(reference)"
 row "1. HTTP p99 / p50 at $half orders/s ($p99_half / $p50_half ms)" "$tail_r" "<= 3" "$(verdict "$tail_r" 3 max)"
 row "2. GET one order: API / pgbench" "$get_r" ">= 0.9" "$(verdict "$get_r" 0.9 min)"
+row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${get_floor[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")" "" "(reference)"
 row "2. list 20: API / pgbench" "$list_r" ">= 0.9" "$(verdict "$list_r" 0.9 min)"
+row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${list_floor[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")" "" "(reference)"
 row "3. relay CPU per published event (us)" "$cpu_relay" "<= 25" "$(verdict "$cpu_relay" 25 max)"
 row "3. drain: relay / PostgreSQL claim+delete" "$drain_r" ">= 0.8" "$(verdict "$drain_r" 0.8 min)"
 row "4. commit -> ack p99 at 1,000/s (ms; raw producer p99 $raw_p99)" "$ack_p99" "<= 20" "$(verdict "$ack_p99" 20 max)"
