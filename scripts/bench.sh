@@ -74,8 +74,13 @@ WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3130/health/ready
 WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3131/health/ready
 API=http://127.0.0.1:3130
 FLOOR=http://127.0.0.1:3133
-TOKEN=$(APP_ENV=development JWT_SECRET="$SECRET" ./target/release/order-api token --sub bench)
-export TOKEN
+# The API's orders are spread over 100 users (bench-0 .. bench-99), as a
+# shop's are: with all of them under one user, that user held half of the
+# table and the planner walked the primary key for its page of 20.
+token() { APP_ENV=development JWT_SECRET="$SECRET" ./target/release/order-api token --sub "$1"; }
+TOKEN=$(token bench-0)
+TOKENS=$(for u in $(seq 0 99); do token "bench-$u"; done | tr '\n' ' ')
+export TOKEN TOKENS
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
@@ -95,11 +100,11 @@ wrk -t2 -c16 -d3s -s scripts/bench/create-order.lua "$API/api/orders" >/dev/null
 api_rates=(); pg_rates=(); api_us=(); relay_us=(); floor_rates=(); floor_us=()
 for _ in $(seq "$ROUNDS"); do
   settle
-  a0=$(ticks "$api_pid"); r0=$(ticks "$relay_pid"); n0=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id = 'bench'")
+  a0=$(ticks "$api_pid"); r0=$(ticks "$relay_pid"); n0=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id LIKE 'bench-%'")
   rate=$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/create-order.lua "$API/api/orders" | rate_of)
   a1=$(ticks "$api_pid")
   settle
-  r1=$(ticks "$relay_pid"); n1=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id = 'bench'")
+  r1=$(ticks "$relay_pid"); n1=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id LIKE 'bench-%'")
   n=$((n1 - n0))
   api_rates+=("$rate")
   api_us+=("$(awk -v t=$((a1 - a0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')")
@@ -131,9 +136,9 @@ ID=$(curl -fsS -X POST "$API/api/orders" -H "Authorization: Bearer $TOKEN" -H 'C
 get_api=(); get_pg=(); list_api=(); list_pg=(); get_floor=(); list_floor=()
 for _ in $(seq "$ROUNDS"); do
   get_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders/$ID" | rate_of)")
-  get_pg+=("$(pg_tps -f scripts/bench/pg-get.sql -D id="$ID" -D user=bench)")
+  get_pg+=("$(pg_tps -f scripts/bench/pg-get.sql -D id="$ID" -D user=bench-0)")
   list_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders?limit=20" | rate_of)")
-  list_pg+=("$(pg_tps -f scripts/bench/pg-list.sql -D user=bench)")
+  list_pg+=("$(pg_tps -f scripts/bench/pg-list.sql -D user=bench-0)")
   get_floor+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$FLOOR/api/orders/$ID" | rate_of)")
   list_floor+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$FLOOR/api/orders?limit=20" | rate_of)")
 done

@@ -1,4 +1,6 @@
--- wrk script: POST /api/orders with a bearer token from the TOKEN variable.
+-- wrk script: POST /api/orders with a bearer token from the TOKEN variable,
+-- or, when TOKENS holds several (space-separated), a random one of them
+-- per request: orders spread over users as a shop's are.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
@@ -12,4 +14,15 @@ function response(status, headers, body)
 end
 function done(summary, latency, requests)
   io.write(string.format("non-201 responses: %d\n", non201))
+end
+
+local tokens = {}
+for token in string.gmatch(os.getenv("TOKENS") or "", "%S+") do
+  tokens[#tokens + 1] = token
+end
+function request()
+  if #tokens > 0 then
+    wrk.headers["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]
+  end
+  return wrk.format()
 end
