@@ -90,11 +90,7 @@ pub enum SessionEvent {
 
 /// Connection settings of the lease session: the pool's, plus server-side
 /// `idle_session_timeout` (twice `timeout`), TCP keepalives and
-/// `tcp_user_timeout` on both ends, and `synchronous_commit=off`: a delete
-/// of published rows does not wait for the WAL flush (the claims queued
-/// behind it on this one connection did), and a delete that a PostgreSQL
-/// crash loses only re-sends acknowledged rows, duplicates that consumers
-/// drop by event id and version.
+/// `tcp_user_timeout` on both ends.
 fn session_config(
     settings: &DbSettings,
     timeout: Duration,
@@ -104,8 +100,7 @@ fn session_config(
     let keepalive_secs = (timeout.as_secs() / 2).max(1);
     let options = format!(
         "{} -c idle_session_timeout={} -c tcp_keepalives_idle={keepalive_secs} \
-         -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout={} \
-         -c synchronous_commit=off",
+         -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout={}",
         config.get_options().unwrap_or_default(),
         idle.as_millis(),
         idle.as_millis(),
