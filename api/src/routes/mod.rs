@@ -2,6 +2,8 @@
 
 pub mod health;
 pub mod json_body;
+#[cfg(test)]
+mod json_parity;
 pub mod lenient;
 pub mod live;
 pub mod orders;
