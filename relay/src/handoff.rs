@@ -98,7 +98,8 @@ impl Handoff {
     }
 
     /// Whether nothing is queued or in flight.
-    pub fn is_idle(&self) -> bool {
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
         let s = self.state();
         s.queued.is_none() && s.in_flight == 0
     }

@@ -122,25 +122,10 @@ pub struct Sent {
     generation: u64,
 }
 
-/// Publishes rows claimed for `shard` (by the coordinator): sends them,
-/// waits for every acknowledgement and deletes what may be deleted.
-/// Nothing is sent unless the lease is still certainly ours
+/// Hands rows claimed for `shard` to the producer in id order (up to the
+/// first parked one) without waiting for anything; [`settle`] then waits
+/// for the acks. Nothing is sent unless the lease is still certainly ours
 /// (`OutboxSession::lease_valid`).
-pub async fn publish_claimed(
-    ctx: &RelayContext,
-    session: &OutboxSession,
-    shard: i32,
-    claimed: Vec<OutboxRow>,
-) -> Result<Step, PublishError> {
-    match send_claimed(ctx, session, shard, claimed)? {
-        Sending::Sent(sent) => settle(ctx, session, shard, sent).await,
-        Sending::Empty => Ok(Step::Empty),
-        Sending::Blocked => Ok(Step::Blocked),
-    }
-}
-
-/// The first half of [`publish_claimed`]: hands the rows to the producer in
-/// id order (up to the first parked one) without waiting for anything.
 pub fn send_claimed(
     ctx: &RelayContext,
     session: &OutboxSession,
@@ -207,9 +192,9 @@ pub fn send_claimed(
     }))
 }
 
-/// The second half of [`publish_claimed`]: waits for every acknowledgement
-/// of a sent batch, deletes the acknowledged rows that no failed row of
-/// their order precedes, and records the failures.
+/// Waits for every acknowledgement of a batch [`send_claimed`] sent,
+/// deletes the acknowledged rows that no failed row of their order
+/// precedes, and records the failures.
 pub async fn settle(
     ctx: &RelayContext,
     session: &OutboxSession,
