@@ -8,6 +8,9 @@ use order_shared::domain::payloads::{
 };
 use std::time::Duration;
 
+/// `OUTBOX_MAX_ROWS_IN_FLIGHT` unless set: measured in `docs/benchmarks.md`.
+pub const DEFAULT_MAX_ROWS_IN_FLIGHT: usize = 4_096;
+
 /// What to do when a row is parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParkedPolicy {
@@ -123,6 +126,9 @@ pub struct RelaySettings {
     /// Batches of one shard sent and waiting for their acks at once
     /// (`OUTBOX_BATCHES_IN_FLIGHT`).
     pub batches_in_flight: usize,
+    /// Rows claimed and not yet settled in the whole relay, split evenly
+    /// among its shards (`OUTBOX_MAX_ROWS_IN_FLIGHT`): what bounds its memory.
+    pub max_rows_in_flight: usize,
     /// How often one query claims new rows for the owned idle shards.
     pub poll_interval: Duration,
     /// How often leases are rebalanced among live relays.
@@ -184,6 +190,12 @@ impl RelaySettings {
             parked_policy,
             batch_size: parse_in_range(env, "OUTBOX_BATCH_SIZE", 500, 1..=10_000)?,
             batches_in_flight: parse_in_range(env, "OUTBOX_BATCHES_IN_FLIGHT", 2, 1..=64)?,
+            max_rows_in_flight: parse_in_range(
+                env,
+                "OUTBOX_MAX_ROWS_IN_FLIGHT",
+                DEFAULT_MAX_ROWS_IN_FLIGHT,
+                1..=10_000_000,
+            )?,
             poll_interval: millis(env, "OUTBOX_POLL_INTERVAL_MS", 10, 1..=60_000)?,
             rebalance_interval: millis(env, "OUTBOX_REBALANCE_INTERVAL_MS", 1_000, 100..=60_000)?,
             outbox_notify: flag(env, "OUTBOX_NOTIFY", false)?,
@@ -208,6 +220,7 @@ mod tests {
         assert_eq!(s.session_timeout, Duration::from_secs(5));
         assert_eq!(s.publish_stall, Duration::from_secs(60));
         assert_eq!(s.batches_in_flight, 2);
+        assert_eq!(s.max_rows_in_flight, DEFAULT_MAX_ROWS_IN_FLIGHT);
     }
 
     #[test]
@@ -227,6 +240,7 @@ mod tests {
             ("OUTBOX_SESSION_TIMEOUT_MS", "500"),
             ("OUTBOX_PUBLISH_STALL_SECS", "0"),
             ("OUTBOX_BATCHES_IN_FLIGHT", "0"),
+            ("OUTBOX_MAX_ROWS_IN_FLIGHT", "0"),
         ] {
             let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

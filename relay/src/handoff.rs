@@ -13,7 +13,8 @@
 
 use order_shared::db::outbox::OutboxRow;
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -25,7 +26,10 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub struct Handoff {
     max_in_flight: usize,
-    max_rows: usize,
+    /// Rows this shard may have in flight: the relay's
+    /// `OUTBOX_MAX_ROWS_IN_FLIGHT` split among its shards, at most
+    /// `OUTBOX_BATCH_SIZE` ([`RowCap`]).
+    max_rows: RowCap,
     state: Mutex<State>,
     ready: Notify,
 }
@@ -58,10 +62,10 @@ struct State {
 }
 
 impl Handoff {
-    pub fn new(max_in_flight: usize, max_rows: usize) -> Self {
+    pub fn new(max_in_flight: usize, max_rows: RowCap) -> Self {
         Handoff {
             max_in_flight: max_in_flight.max(1),
-            max_rows: max_rows.max(1),
+            max_rows,
             state: Mutex::new(State::default()),
             ready: Notify::new(),
         }
@@ -76,20 +80,27 @@ impl Handoff {
     /// other claim running): what to claim. Every `Some` must be followed
     /// by [`hand`](Self::hand) or [`end_claim`](Self::end_claim).
     pub fn begin_claim(&self) -> Option<ClaimSpec> {
+        let max_rows = self.max_rows.get();
         let mut s = self.state();
         let takes = !s.paused
             && !s.claiming
             && s.queued.is_none()
             && s.in_flight < self.max_in_flight
-            && s.rows < self.max_rows;
+            && s.rows < max_rows;
         if !takes {
             return None;
         }
         s.claiming = true;
         Some(ClaimSpec {
-            limit: (self.max_rows - s.rows) as i64,
+            limit: (max_rows - s.rows) as i64,
             exclude: s.orders.iter().copied().collect(),
         })
+    }
+
+    /// The rows this shard may have in flight now: a batch of this many
+    /// is full (more rows are likely waiting).
+    pub fn max_rows(&self) -> usize {
+        self.max_rows.get()
     }
 
     /// Ends a claim that found nothing (or failed).
@@ -160,6 +171,32 @@ impl Handoff {
     }
 }
 
+/// The rows each shard of a relay may have in flight, shared by the
+/// shards' hand-offs: `OUTBOX_MAX_ROWS_IN_FLIGHT` split evenly among the
+/// shards the relay works, at least 1 and at most `OUTBOX_BATCH_SIZE`.
+/// Split evenly, rather than taken first come first served from a common
+/// pool, so that no busy shard starves another.
+#[derive(Debug, Clone)]
+pub struct RowCap(Arc<AtomicUsize>);
+
+impl RowCap {
+    pub fn new(rows: usize) -> Self {
+        RowCap(Arc::new(AtomicUsize::new(rows.max(1))))
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Splits `budget` among `shards`, at most `batch` rows each; returns
+    /// the new cap.
+    pub fn split(&self, budget: usize, shards: usize, batch: usize) -> usize {
+        let cap = (budget / shards.max(1)).clamp(1, batch.max(1));
+        self.0.store(cap, Ordering::Relaxed);
+        cap
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +221,7 @@ mod tests {
     #[tokio::test]
     async fn orders_stay_excluded_from_claims_until_their_batch_settled() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let handoff = Handoff::new(2, 500);
+        let handoff = Handoff::new(2, RowCap::new(500));
         let stop = CancellationToken::new();
         assert!(handoff.is_idle());
 
@@ -216,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_in_flight_never_exceed_one_batch() {
-        let handoff = Handoff::new(4, 3);
+        let handoff = Handoff::new(4, RowCap::new(3));
         let stop = CancellationToken::new();
         handoff.begin_claim().unwrap();
         handoff.hand(vec![row(1, Uuid::now_v7()), row(2, Uuid::now_v7())]);
@@ -229,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_paused_worker_is_handed_nothing_and_a_stopped_one_takes_nothing() {
-        let handoff = Handoff::new(4, 500);
+        let handoff = Handoff::new(4, RowCap::new(500));
         handoff.pause();
         assert_eq!(handoff.begin_claim(), None);
         handoff.resume();
@@ -238,5 +275,25 @@ mod tests {
         let stop = CancellationToken::new();
         stop.cancel();
         assert!(handoff.next(&stop).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_smaller_cap_holds_back_claims_until_rows_settle() {
+        let cap = RowCap::new(500);
+        let handoff = Handoff::new(4, cap.clone());
+        let stop = CancellationToken::new();
+        let order = Uuid::now_v7();
+        handoff.begin_claim().unwrap();
+        handoff.hand((1..=300).map(|id| row(id, order)).collect());
+        handoff.next(&stop).await.unwrap();
+        assert_eq!(
+            cap.split(1_000, 5, 500),
+            200,
+            "more shards: a smaller share"
+        );
+        assert_eq!(handoff.max_rows(), 200);
+        assert_eq!(handoff.begin_claim(), None, "300 in flight, over the cap");
+        handoff.settled(&vec![order; 300]);
+        assert_eq!(handoff.begin_claim().unwrap().limit, 200);
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! Claims: every `OUTBOX_POLL_INTERVAL_MS` one statement claims the next
 //! rows of every owned shard whose worker takes another batch (fewer than
-//! `OUTBOX_BATCHES_IN_FLIGHT` batches and `OUTBOX_BATCH_SIZE` rows waiting
+//! `OUTBOX_BATCHES_IN_FLIGHT` batches and its share of the relay's
+//! `OUTBOX_MAX_ROWS_IN_FLIGHT`, at most `OUTBOX_BATCH_SIZE` rows, waiting
 //! for acks), leaving out the orders in flight, and hands each worker its
 //! batch (`handoff::Handoff`): one query for all of them, rather than a
 //! probe and then one claim per shard. After a full batch a worker claims
@@ -30,7 +31,7 @@
 use crate::backoff::Backoff;
 use crate::context::RelayContext;
 use crate::shard::{claim_for, run_shard};
-use crate::workers::ShardWorkers;
+use crate::workers::{RowBudget, ShardWorkers};
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxSession, SessionEvent};
 use std::sync::Arc;
@@ -115,7 +116,10 @@ async fn run_session(
             ))
         }),
         ctx.settings.batches_in_flight,
-        ctx.settings.batch_size as usize,
+        RowBudget {
+            rows: ctx.settings.max_rows_in_flight,
+            batch: ctx.settings.batch_size as usize,
+        },
     );
     let mut tick = tokio::time::interval(ctx.settings.rebalance_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -210,6 +214,7 @@ async fn rebalance(
         tracing::info!(
             owned = workers.len(),
             relays = members,
+            rows_per_shard = workers.row_cap(),
             "Shard leases balanced."
         );
     }

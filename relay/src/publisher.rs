@@ -137,7 +137,7 @@ pub fn send_claimed(
         ctx.publishing.settled(shard);
         return Ok(Sending::Empty);
     }
-    let rows: Vec<OutboxRow> = claimed.into_iter().take_while(|r| !r.parked).collect();
+    let mut rows: Vec<OutboxRow> = claimed.into_iter().take_while(|r| !r.parked).collect();
     if rows.is_empty() {
         ctx.publishing.settled(shard);
         return Ok(Sending::Blocked);
@@ -167,7 +167,7 @@ pub fn send_claimed(
     let mut held: HashSet<Uuid> = HashSet::new();
     let mut pending = Vec::with_capacity(rows.len());
     let mut key = Uuid::encode_buffer();
-    for (row, topic) in rows.iter().zip(&topics) {
+    for (row, topic) in rows.iter_mut().zip(&topics) {
         if held.contains(&row.order_id) {
             pending.push(None);
             continue;
@@ -183,6 +183,10 @@ pub fn send_claimed(
                 pending.push(Some(Err(err)));
             }
         }
+        // The producer holds its own copy until the ack; a row that is
+        // not acked is claimed again, payload and all.
+        drop(std::mem::take(&mut row.payload));
+        drop(std::mem::take(&mut row.headers));
     }
     Ok(Sending::Sent(Sent {
         rows,

@@ -58,7 +58,7 @@ pub async fn run_shard(
             Some((orders, step)) = flights.next(), if !flights.is_empty() => {
                 handoff.settled(Vec::as_slice(&orders));
                 match step {
-                    Ok(Step::Published(n)) if n as i64 >= ctx.settings.batch_size => {
+                    Ok(Step::Published(n)) if n >= handoff.max_rows() => {
                         // A full batch: more rows are likely waiting; claim
                         // them now rather than at the coordinator's next round.
                         backoff.reset();

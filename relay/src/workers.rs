@@ -2,7 +2,7 @@
 //! worker that ended while its lease is held is restarted), stopped, and
 //! given back in the background once they finished their batch.
 
-use crate::handoff::{ClaimSpec, Handoff};
+use crate::handoff::{ClaimSpec, Handoff, RowCap};
 use order_shared::db::outbox::OutboxSession;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +18,14 @@ struct RunningShard {
     handle: JoinHandle<()>,
 }
 
+/// The relay's rows in flight (`OUTBOX_MAX_ROWS_IN_FLIGHT`) and the most
+/// one shard may have (`OUTBOX_BATCH_SIZE`).
+#[derive(Debug, Clone, Copy)]
+pub struct RowBudget {
+    pub rows: usize,
+    pub batch: usize,
+}
+
 /// Starts the worker of one shard: `(shard, handoff, stop) -> task`.
 pub type SpawnWorker = Box<dyn Fn(i32, Arc<Handoff>, CancellationToken) -> JoinHandle<()> + Send>;
 
@@ -26,10 +34,13 @@ pub type SpawnWorker = Box<dyn Fn(i32, Arc<Handoff>, CancellationToken) -> JoinH
 /// in the background.
 pub struct ShardWorkers {
     spawn: SpawnWorker,
-    /// Batches a shard may have waiting for acks (`OUTBOX_BATCHES_IN_FLIGHT`)
-    /// and rows in them all (`OUTBOX_BATCH_SIZE`).
+    /// Batches a shard may have waiting for acks (`OUTBOX_BATCHES_IN_FLIGHT`).
     batches_in_flight: usize,
-    rows_in_flight: usize,
+    /// Rows in flight: the relay's budget (`OUTBOX_MAX_ROWS_IN_FLIGHT`),
+    /// split among the running shards into each one's cap, at most one
+    /// batch (`OUTBOX_BATCH_SIZE`).
+    budget: RowBudget,
+    row_cap: RowCap,
     running: HashMap<i32, RunningShard>,
     /// Shards being given back: stopped, lease not yet released.
     releasing: HashSet<i32>,
@@ -38,12 +49,13 @@ pub struct ShardWorkers {
 }
 
 impl ShardWorkers {
-    pub fn new(spawn: SpawnWorker, batches_in_flight: usize, rows_in_flight: usize) -> Self {
+    pub fn new(spawn: SpawnWorker, batches_in_flight: usize, budget: RowBudget) -> Self {
         let (released_tx, released_rx) = mpsc::unbounded_channel();
         ShardWorkers {
             spawn,
             batches_in_flight,
-            rows_in_flight,
+            row_cap: RowCap::new(budget.rows.min(budget.batch)),
+            budget,
             running: HashMap::new(),
             releasing: HashSet::new(),
             released_tx,
@@ -71,9 +83,22 @@ impl ShardWorkers {
         self.running.contains_key(&shard) || self.releasing.contains(&shard)
     }
 
+    /// The rows each shard may have in flight now.
+    pub fn row_cap(&self) -> usize {
+        self.row_cap.get()
+    }
+
+    /// Splits the budget anew among the running shards.
+    fn split_budget(&self) {
+        let cap = self
+            .row_cap
+            .split(self.budget.rows, self.running.len(), self.budget.batch);
+        metrics::gauge!("relay_shard_rows_cap").set(cap as f64);
+    }
+
     pub fn start(&mut self, shard: i32) {
         let stop = CancellationToken::new();
-        let handoff = Arc::new(Handoff::new(self.batches_in_flight, self.rows_in_flight));
+        let handoff = Arc::new(Handoff::new(self.batches_in_flight, self.row_cap.clone()));
         let handle = (self.spawn)(shard, handoff.clone(), stop.clone());
         self.running.insert(
             shard,
@@ -83,6 +108,7 @@ impl ShardWorkers {
                 handle,
             },
         );
+        self.split_budget();
     }
 
     /// Begins a claim for every owned shard (or only `only`) whose worker
@@ -138,6 +164,7 @@ impl ShardWorkers {
         };
         worker.stop.cancel();
         self.releasing.insert(shard);
+        self.split_budget();
         let (session, done) = (session.clone(), self.released_tx.clone());
         tokio::spawn(async move {
             finish_or_abort(shard, worker.handle, tokio::time::Instant::now() + bound).await;
@@ -203,7 +230,10 @@ mod tests {
                 })
             }),
             1,
-            500,
+            RowBudget {
+                rows: 500,
+                batch: 500,
+            },
         );
         workers.start(3);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -217,5 +247,41 @@ mod tests {
         workers.stop_all(Duration::from_secs(1)).await;
         assert!(workers.is_empty());
         assert_eq!(starts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_row_budget_is_split_among_the_running_shards() {
+        let idle: SpawnWorker =
+            Box::new(|_shard, _handoff, stop| tokio::spawn(async move { stop.cancelled().await }));
+        let budget = RowBudget {
+            rows: 1_000,
+            batch: 500,
+        };
+        let mut workers = ShardWorkers::new(idle, 2, budget);
+        let limits = |w: &ShardWorkers| -> Vec<i64> {
+            let claims = w.begin_claims(None);
+            let limits = claims.iter().map(|(_, _, spec)| spec.limit).collect();
+            claims
+                .iter()
+                .for_each(|(_, handoff, _)| handoff.end_claim());
+            limits
+        };
+        workers.start(0);
+        assert_eq!(limits(&workers), vec![500], "one shard: one whole batch");
+        for shard in 1..4 {
+            workers.start(shard);
+        }
+        assert_eq!(workers.row_cap(), 250);
+        assert_eq!(
+            limits(&workers),
+            vec![250; 4],
+            "the shard started first too"
+        );
+        for shard in 4..2_000 {
+            workers.start(shard);
+        }
+        assert_eq!(workers.row_cap(), 1, "at least one row each");
+        assert_eq!(workers.len(), 2_000);
+        workers.stop_all(Duration::from_secs(1)).await;
     }
 }

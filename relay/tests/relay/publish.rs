@@ -180,6 +180,7 @@ async fn every_event_type_arrives_with_topic_key_headers_and_payload() {
         "outbox_publish_latency_seconds_bucket",
         "outbox_send_delay_seconds_bucket",
         "relay_shards_owned",
+        "relay_shard_rows_cap",
     ] {
         assert!(metrics.contains(name), "{name} in\n{metrics}");
     }

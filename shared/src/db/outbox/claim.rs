@@ -6,6 +6,7 @@
 use super::rows::OutboxRow;
 use super::session::OutboxSession;
 use crate::StoreError;
+use futures_util::TryStreamExt;
 use uuid::Uuid;
 
 impl OutboxSession {
@@ -38,32 +39,39 @@ impl OutboxSession {
     ) -> Result<Vec<(i32, Vec<OutboxRow>)>, StoreError> {
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
             [&shards, &limits, &include_parked, &in_flight];
-        let rows = self
-            .timed(self.client.query(&self.stmts.claim, &params))
-            .await?;
-        let mut claimed: Vec<(i32, Vec<OutboxRow>)> = Vec::new();
-        for r in &rows {
-            let shard: i32 = r.try_get(0)?;
-            let row = OutboxRow {
-                id: r.try_get(1)?,
-                event_id: r.try_get(2)?,
-                order_id: r.try_get(3)?,
-                version: r.try_get(4)?,
-                event_type: r.try_get(5)?,
-                topic: r.try_get(6)?,
-                payload: r.try_get(7)?,
-                headers: r.try_get(8)?,
-                created_at: r.try_get(9)?,
-                attempts: r.try_get(10)?,
-                parked: r.try_get(11)?,
-                user_id: r.try_get(12)?,
-            };
-            match claimed.last_mut() {
-                Some((last, batch)) if *last == shard => batch.push(row),
-                _ => claimed.push((shard, vec![row])),
+        // Converted row by row as they arrive, rather than collected as
+        // `Row`s first: a claim for every shard may bring thousands of rows.
+        self.timed(async {
+            let stream = self
+                .client
+                .query_raw(&self.stmts.claim, params.iter().copied())
+                .await?;
+            futures_util::pin_mut!(stream);
+            let mut claimed: Vec<(i32, Vec<OutboxRow>)> = Vec::new();
+            while let Some(r) = stream.try_next().await? {
+                let shard: i32 = r.try_get(0)?;
+                let row = OutboxRow {
+                    id: r.try_get(1)?,
+                    event_id: r.try_get(2)?,
+                    order_id: r.try_get(3)?,
+                    version: r.try_get(4)?,
+                    event_type: r.try_get(5)?,
+                    topic: r.try_get(6)?,
+                    payload: r.try_get(7)?,
+                    headers: r.try_get(8)?,
+                    created_at: r.try_get(9)?,
+                    attempts: r.try_get(10)?,
+                    parked: r.try_get(11)?,
+                    user_id: r.try_get(12)?,
+                };
+                match claimed.last_mut() {
+                    Some((last, batch)) if *last == shard => batch.push(row),
+                    _ => claimed.push((shard, vec![row])),
+                }
             }
-        }
-        Ok(claimed)
+            Ok::<_, tokio_postgres::Error>(claimed)
+        })
+        .await
     }
 
     /// Deletes published rows (only ever after the broker acked them).
