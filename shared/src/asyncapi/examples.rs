@@ -86,7 +86,8 @@ pub fn outbound() -> Vec<(EventType, Value)> {
             // Fixed ids, so that the document is the same on every build.
             let event_id = *example_id(n).as_uuid();
             row.event_id = event_id;
-            row.payload["eventId"] = json!(event_id);
+            let mut payload = row.payload.to_value();
+            payload["eventId"] = json!(event_id);
             let headers = OutboundHeaders {
                 ce_specversion: "1.0".into(),
                 ce_id: event_id,
@@ -100,7 +101,7 @@ pub fn outbound() -> Vec<(EventType, Value)> {
             let example = json!({
                 "name": row.event_type.as_str(),
                 "headers": serde_json::to_value(headers).ok()?,
-                "payload": row.payload,
+                "payload": payload,
             });
             Some((row.event_type, example))
         })

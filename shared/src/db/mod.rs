@@ -6,6 +6,7 @@ pub mod live;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;
+mod payload;
 pub mod pinned;
 pub mod purge;
 pub mod snapshot;

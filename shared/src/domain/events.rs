@@ -81,12 +81,24 @@ pub struct OutboxEvent {
     pub event_type: EventType,
     /// The topic before any prefix.
     pub topic: &'static str,
-    /// The whole Kafka record value (the envelope).
-    pub payload: Value,
+    /// The whole Kafka record value (the envelope), as JSON text.
+    pub payload: EventPayload,
     /// Extra record headers, e.g. `traceparent`.
     pub headers: Value,
     /// The outbox shard of the order (see [`shard_of`]).
     pub shard: i32,
+}
+
+/// An event's envelope written straight to JSON text (no `Value` tree on
+/// the create path); stored in the outbox's `jsonb` column as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPayload(pub String);
+
+impl EventPayload {
+    /// The envelope as a `Value` (tests, documentation examples).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
 }
 
 /// Formats a timestamp as RFC 3339 UTC with millisecond precision.
@@ -243,7 +255,7 @@ pub fn outbox_event(
         version: order.version,
         event_type,
         topic: event_type.as_str(),
-        payload: serde_json::to_value(envelope)?,
+        payload: EventPayload(serde_json::to_string(&envelope)?),
         headers: trace_headers(traceparent),
         shard: shard_of(order.id, shards),
     })
@@ -295,7 +307,7 @@ mod tests {
         };
         let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let event = outbox_event(&order, &data.at(order.created_at), tp.as_ref(), 32).unwrap();
-        let v = &event.payload;
+        let v = &event.payload.to_value();
         assert_eq!(v["eventId"], json!(event.event_id));
         assert_eq!(v["eventType"], "order.placed");
         assert_eq!(v["occurredAt"], "2026-01-02T03:04:05.000Z");
@@ -321,9 +333,10 @@ mod tests {
             items: &order.items,
         };
         let event = outbox_event(&order, &data.at(order.created_at), None, 32).unwrap();
-        assert_eq!(event.payload["data"]["previousStatus"], "CONFIRMED");
-        assert_eq!(event.payload["data"]["reason"], "changed my mind");
-        assert_eq!(event.payload["data"]["items"][0]["productId"], "sku-1");
+        let payload = event.payload.to_value();
+        assert_eq!(payload["data"]["previousStatus"], "CONFIRMED");
+        assert_eq!(payload["data"]["reason"], "changed my mind");
+        assert_eq!(payload["data"]["items"][0]["productId"], "sku-1");
         assert_eq!(event.headers, json!({}));
     }
 
