@@ -5,14 +5,16 @@
 #   1. create: order-api (wrk, 16 connections, relay publishing) vs pgbench
 #      of the same writes in one round trip (scripts/bench/pg-create.sql);
 #      CPU per create of order-api and order-relay from /proc; HTTP p50/p99
-#      at half the measured rate.
+#      at half the measured rate, and the floor's (below) at the same rate.
 #   2. reads: GET one order and a page of 20 vs pgbench of the same queries.
 #   Figures 1 and 2 also measure the floor of the required stack
 #   (api/examples/floor.rs: poem, jsonwebtoken, serde and tokio-postgres
 #   running pgbench's own statements, no code of ours) the same way: what
 #   the crates the service must use cost on this machine.
 #   3. relay: CPU per published event (from the create runs); drain of
-#      pre-filled rows vs PostgreSQL's own claim + delete of the same rows.
+#      pre-filled rows vs PostgreSQL's own claim + delete of the same rows,
+#      beside a raw producer of as many records and the machine's CPU per
+#      row of each (/proc/stat): the bound two cores put on any drain.
 #   4. commit -> broker ack at 1,000 orders/s (the relay's histogram) and
 #      the relay's share (commit -> send call), beside a raw producer's ack
 #      latency at the same rate and a raw PostgreSQL round trip (SELECT 1
@@ -85,6 +87,12 @@ export TOKEN TOKENS
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 drained() { [ "$(psql_b -c 'SELECT count(*) FROM outbox')" = 0 ]; }
+# Waits on one connection until $1 (one bigint) is $2, polling every $3 ms:
+# a psql start costs about 40 ms of CPU here, which a poll every 50 ms took
+# from the relay's half of figures 3 and 5 and not from pgbench's.
+wait_sql() {
+  ./target/release/examples/bench wait --pg "$BENCH_URL" --sql "$1" --target "$2" --interval-ms "$3" --timeout-secs 300
+}
 settle() { WAIT_SECS=120 wait_for drained; sleep 1; }
 rate_of() { awk '/Requests\/sec/ {printf "%.0f", $2}'; }
 pg_tps() { PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -c "${CLIENTS:-16}" -j 2 -T "$SECS" "$@" "$BENCH_DB" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}'; }
@@ -150,6 +158,11 @@ half=$((create_api / 2))
 ./target/release/examples/bench latency --api "$API" --token "$TOKEN" \
   --relay-metrics http://127.0.0.1:3131/metrics --rate "$half" --secs "$SECS" | tee "$LOG_DIR/bench-half.txt"
 settle
+# The floor of the required stack at the same rate: what the machine's
+# scheduling alone does to the tail.
+./target/release/examples/bench http --api "$FLOOR" --token "$TOKEN" --rate "$half" --secs "$SECS" |
+  tee "$LOG_DIR/bench-half-floor.txt"
+settle
 ./target/release/examples/bench steady --brokers "$KAFKA_BROKERS" --topic "bench.steady.$(date +%s)" \
   --rate 1000 --secs "$SECS" >"$LOG_DIR/bench-steady.txt" &
 steady_pid=$!
@@ -159,6 +172,8 @@ wait "$steady_pid"
 cat "$LOG_DIR/bench-steady.txt"
 p50_half=$(sed -n 's/.*HTTP create.*p50 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
 p99_half=$(sed -n 's/.*HTTP create.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
+p50_floor=$(sed -n 's/.*HTTP create.*p50 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half-floor.txt")
+p99_floor=$(sed -n 's/.*HTTP create.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half-floor.txt")
 ack_p99=$(sed -n 's/^commit->ack.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ack.txt")
 share_p99=$(sed -n 's/^commit->send.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ack.txt")
 raw_p99=$(sed -n 's/.*ack p50.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-steady.txt")
@@ -186,27 +201,37 @@ cat >"$claim_sql" <<'SQL'
 \set s :client_id
 WITH c AS (SELECT id FROM outbox WHERE shard = :s AND parked_at IS NULL ORDER BY id LIMIT 500), d AS (DELETE FROM outbox o USING c WHERE o.id = c.id RETURNING length(o.payload::text)) SELECT count(*) FROM d;
 SQL
-drain_pg=(); drain_relay=()
+# The machine's busy CPU (every process, all cores) in ticks, from /proc/stat.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}'; }
+drain_pg=(); drain_relay=(); drain_raw=(); cpu_pg=(); cpu_raw=(); cpu_drain=()
 # Round 0 warms up and is not counted: the first drain of a run was always
 # the slowest on both sides (relay 36,000 against 66,000-75,000 events/s
 # for the same binary right after).
 for r in $(seq 0 "$ROUNDS"); do
   fill
-  t0=$(now_ms)
+  t0=$(now_ms); b0=$(busy)
   PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -f "$claim_sql" -c $SHARDS -j 2 \
     -t $((ROWS / SHARDS / 500 + 3)) "$BENCH_DB" >/dev/null 2>&1
-  [ "$r" = 0 ] || drain_pg+=("$((ROWS * 1000 / ($(now_ms) - t0)))")
+  [ "$r" = 0 ] || { drain_pg+=("$((ROWS * 1000 / ($(now_ms) - t0)))"); cpu_pg+=("$(us_per $(($(busy) - b0)) "$ROWS")"); }
   psql_b -c "DELETE FROM outbox" >/dev/null
   fill
   start_relay "bench.drain.$r.$(date +%s)." false
   # From the first row published (after start-up and topic creation) to the last.
   until [ "$(psql_b -c 'SELECT count(*) FROM outbox')" -lt "$ROWS" ]; do sleep 0.02; done
-  t0=$(now_ms); left=$(psql_b -c 'SELECT count(*) FROM outbox')
-  until drained; do sleep 0.05; done
-  [ "$r" = 0 ] || drain_relay+=("$((left * 1000 / ($(now_ms) - t0)))")
+  t0=$(now_ms); b0=$(busy); left=$(psql_b -c 'SELECT count(*) FROM outbox')
+  wait_sql "SELECT count(*) FROM (SELECT 1 FROM outbox ORDER BY id LIMIT 1) t" 0 20
+  [ "$r" = 0 ] || { drain_relay+=("$((left * 1000 / ($(now_ms) - t0)))"); cpu_drain+=("$(us_per $(($(busy) - b0)) "$left")"); }
   stop_relay
+  # The broker's side alone: a raw producer of as many records of the
+  # same shape and size, with the relay's producer settings.
+  b0=$(busy)
+  raw=$(./target/release/examples/bench producer --brokers "$KAFKA_BROKERS" --topic "bench.raw.$r.$(date +%s)" --count "$ROWS" |
+    sed -n 's/.*= \([0-9]*\) records\/s.*/\1/p')
+  [ "$r" = 0 ] || { drain_raw+=("$raw"); cpu_raw+=("$(us_per $(($(busy) - b0)) "$ROWS")"); }
 done
-echo "  PostgreSQL claim+delete ${drain_pg[*]} rows/s; relay drain ${drain_relay[*]} events/s"
+echo "  PostgreSQL claim+delete ${drain_pg[*]} rows/s; relay drain ${drain_relay[*]} events/s; raw producer ${drain_raw[*]} records/s"
+echo "  machine CPU per row (every process): PostgreSQL claim+delete ${cpu_pg[*]} us; raw producer + broker ${cpu_raw[*]} us; relay drain (relay + PostgreSQL + broker) ${cpu_drain[*]} us"
 
 EVENTS=$((SECS * 1000))
 log "5. inbound: $EVENTS payment.authorized events applied by one relay vs pgbench of the same transaction (6 clients: one per partition), $ROUNDS x (A B)"
@@ -220,31 +245,48 @@ insert_orders() { # prefix count
     SELECT o.id, t.n, t.p, t.q, t.u, t.l FROM o,
       (VALUES (1, 'sku-1', 2, 1999, 3998), (2, 'sku-2', 1, 500, 500)) AS t(n, p, q, u, l)" >/dev/null
 }
-confirmed() { psql_b -c "SELECT count(*) FROM orders WHERE id BETWEEN '${1}000000000000' AND '${1}ffffffffffff' AND status = 'CONFIRMED'"; }
+confirmed_sql() { echo "SELECT count(*) FROM orders WHERE id BETWEEN '${1}000000000000' AND '${1}ffffffffffff' AND status = 'CONFIRMED'"; }
 insert_orders "ffffffff-0000-7000-8000-" "$EVENTS"
-in_relay=(); in_pg=()
+# CPU ticks of every process named $1, with their reaped children's (the
+# postmaster collects the time of the backends that ended).
+pticks() { for p in $(pgrep -x "$1"); do awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+in_relay=(); in_pg=(); in_cpu=(); in_pg_cpu=()
 for r in $(seq "$ROUNDS"); do
   prefix="e000000${r}-0000-7000-8000-"
   topics="bench.in.$r.$(date +%s)."
   insert_orders "$prefix" "$EVENTS"
   ./target/release/examples/bench inbound --brokers "$KAFKA_BROKERS" --topic "${topics}payment.authorized" \
     --count "$EVENTS" --prefix "$prefix" >/dev/null
+  g0=$(pticks postgres); k0=$(pticks tansu)
   start_relay "$topics" true
-  # The rate from the first applied event (after start-up and the group join) to the last.
-  until [ "$(confirmed "$prefix")" -gt 0 ]; do sleep 0.05; done
-  n0=$(confirmed "$prefix"); t0=$(now_ms)
-  until [ "$(confirmed "$prefix")" = "$EVENTS" ]; do sleep 0.05; done
-  in_relay+=("$(((EVENTS - n0) * 1000 / ($(now_ms) - t0)))")
+  wait_sql "$(confirmed_sql "$prefix")" "$EVENTS" 250
+  # The events it wrote (order.confirmed) published too, as a relay must.
+  wait_sql "SELECT count(*) FROM outbox" 0 250
+  in_cpu+=("relay $(us_per "$(ticks "$relay2_pid")" "$EVENTS") + PostgreSQL $(us_per $(($(pticks postgres) - g0)) "$EVENTS") + broker $(us_per $(($(pticks tansu) - k0)) "$EVENTS") us")
+  # The rate from the first applied event (after start-up and the group
+  # join) to the last, from the orders' own update times.
+  in_relay+=("$(psql_b -c "SELECT round((count(*) - 1) / extract(epoch FROM max(updated_at) - min(updated_at)))
+    FROM orders WHERE id BETWEEN '${prefix}000000000000' AND '${prefix}ffffffffffff' AND status = 'CONFIRMED'")")
   stop_relay
+  g0=$(pticks postgres)
   in_pg+=("$(CLIENTS=6 pg_tps -f scripts/bench/pg-inbound.sql -D orders="$EVENTS")")
+  in_pg_cpu+=("$(us_per $(($(pticks postgres) - g0)) $((in_pg[-1] * SECS)))")
+  psql_b -c "DELETE FROM outbox" >/dev/null
 done
 echo "  relay ${in_relay[*]} events/s; pgbench ${in_pg[*]} tps"
+echo "  CPU per event, relay's half: ${in_cpu[*]}; pgbench's half: PostgreSQL ${in_pg_cpu[*]} us per transaction"
 
 get_r=$(ratio "$(printf '%s\n' "${get_api[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")
 list_r=$(ratio "$(printf '%s\n' "${list_api[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")
 create_r=$(ratio "$create_api" "$create_pg")
 tail_r=$(ratio "$p99_half" "$p50_half")
 drain_r=$(ratio "$(printf '%s\n' "${drain_relay[@]}" | mean)" "$(printf '%s\n' "${drain_pg[@]}" | mean)")
+# What a drain can reach on this machine at best: the claims and deletes
+# cost PostgreSQL what pgbench's do, the records cost the producer and
+# broker what the raw producer's do, and both share the same cores.
+bound_rate=$(awk -v p="$(printf '%s\n' "${cpu_pg[@]}" | mean)" -v b="$(printf '%s\n' "${cpu_raw[@]}" | mean)" -v c="$(nproc)" \
+  'BEGIN {if (p + b > 0) printf "%.0f", c * 1e6 / (p + b); else print 0}')
+bound_r=$(ratio "$bound_rate" "$(printf '%s\n' "${drain_pg[@]}" | mean)")
 in_r=$(ratio "$(printf '%s\n' "${in_relay[@]}" | mean)" "$(printf '%s\n' "${in_pg[@]}" | mean)")
 
 echo
@@ -255,12 +297,14 @@ row "   floor of the required stack / pgbench ($create_floor)" "$(ratio "$create
 row "1. API CPU per create (us)" "$cpu_api" "<= 80" "$(verdict "$cpu_api" 80 max)"
 row "   floor of the required stack, CPU per create (us)" "$cpu_floor" "" "(reference)"
 row "1. HTTP p99 / p50 at $half orders/s ($p99_half / $p50_half ms)" "$tail_r" "<= 3" "$(verdict "$tail_r" 3 max)"
+row "   floor of the required stack, same rate ($p99_floor / $p50_floor ms)" "$(ratio "$p99_floor" "$p50_floor")" "" "(reference)"
 row "2. GET one order: API / pgbench" "$get_r" ">= 0.9" "$(verdict "$get_r" 0.9 min)"
 row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${get_floor[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")" "" "(reference)"
 row "2. list 20: API / pgbench" "$list_r" ">= 0.9" "$(verdict "$list_r" 0.9 min)"
 row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${list_floor[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")" "" "(reference)"
 row "3. relay CPU per published event (us)" "$cpu_relay" "<= 25" "$(verdict "$cpu_relay" 25 max)"
 row "3. drain: relay / PostgreSQL claim+delete" "$drain_r" ">= 0.8" "$(verdict "$drain_r" 0.8 min)"
+row "   bound: cores / (PG + broker CPU per row) = $bound_rate rows/s, / PG" "$bound_r" "" "(reference)"
 row "4. commit -> ack p99 at 1,000/s (ms; raw producer p99 $raw_p99)" "$ack_p99" "<= 20" "$(verdict "$ack_p99" 20 max)"
 row "4. relay share p99 (ms; claim p99 $claim_p99, SELECT 1 p99 $rtt_p99)" "$share_p99" "<= 5" "$(verdict "$share_p99" 5 max)"
 row "5. inbound: relay / pgbench" "$in_r" ">= 0.8" "$(verdict "$in_r" 0.8 min)"

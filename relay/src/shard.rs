@@ -62,7 +62,9 @@ pub async fn run_shard(
                         // A full batch: more rows are likely waiting; claim
                         // them now rather than at the coordinator's next round.
                         backoff.reset();
-                        if let Some(spec) = handoff.begin_claim() {
+                        if !stop.is_cancelled()
+                            && let Some(spec) = handoff.begin_claim()
+                        {
                             claim_for(&ctx, &session, vec![(shard, handoff.clone(), spec)]).await;
                         }
                     }

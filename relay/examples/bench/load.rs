@@ -61,6 +61,19 @@ async fn place_orders(
     (latencies.len(), latencies)
 }
 
+/// Places `rate` orders/s for `secs` seconds and prints the p50/p99 of the
+/// HTTP create (of the API, or of the floor of the required stack);
+/// returns how many got a 201.
+pub async fn http_latency(api: &str, token: &str, rate: u64, secs: u64) -> usize {
+    let (placed, http) = place_orders(api, token, rate, secs, None).await;
+    println!(
+        "HTTP create at {rate} orders/s: p50 {:.1} ms, p99 {:.1} ms",
+        pick(&http, 0.50),
+        pick(&http, 0.99)
+    );
+    placed
+}
+
 /// `(upper bound, cumulative count)` of the histogram `name`.
 async fn latency_buckets(url: &str, name: &str) -> anyhow::Result<Vec<(f64, f64)>> {
     let text = reqwest::get(url).await?.text().await?;
@@ -136,13 +149,8 @@ pub async fn ack_latency(
         let (url, stop) = (url.to_owned(), stop.clone());
         tokio::spawn(async move { crate::pg::round_trips(&url, stop).await })
     });
-    let (placed, http) = place_orders(api, token, rate, secs, None).await;
+    let placed = http_latency(api, token, rate, secs).await;
     stop.cancel();
-    println!(
-        "HTTP create at {rate} orders/s: p50 {:.1} ms, p99 {:.1} ms",
-        pick(&http, 0.50),
-        pick(&http, 0.99)
-    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut deltas = Vec::new();
     for (name, was) in names.iter().zip(&before) {

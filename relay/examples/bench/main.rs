@@ -9,9 +9,14 @@
 //!     the same load; p50/p99 of the relay's own commit -> ack histogram,
 //!     of its share (commit -> send call) and of its claim statement; with
 //!     `--pg`, a raw `SELECT 1` round trip every 2 ms in the same run.
+//! `bench http --api URL --token JWT --rate R --secs S`
+//!     R creates/s for S seconds: the HTTP create p50/p99 alone (of the API,
+//!     or of the floor of the required stack).
 //! `bench steady --brokers B --topic T --rate R --secs S`
 //!     a raw producer at R records/s: each record's ack latency (beside the
 //!     `latency` load, in the same run).
+//! `bench wait --pg URL --sql Q --target N [--interval-ms 20] [--timeout-secs 120]`
+//!     runs Q (one bigint) on one connection until it returns N.
 //! `bench inbound --brokers B --topic T --count N --prefix P`
 //!     N `payment.authorized` events for the orders `P` + 12 hex digits of
 //!     1..=N (the orders `scripts/bench.sh` inserts).
@@ -27,7 +32,8 @@ mod pg;
 
 use broker::{inbound, ping, producer, steady};
 use common::arg;
-use load::{ack_latency, latency};
+use load::{ack_latency, http_latency, latency};
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -57,6 +63,26 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("http") => {
+            http_latency(
+                &arg(&args, "--api", "http://127.0.0.1:3003"),
+                &arg(&args, "--token", ""),
+                arg(&args, "--rate", "1000").parse()?,
+                arg(&args, "--secs", "10").parse()?,
+            )
+            .await;
+            Ok(())
+        }
+        Some("wait") => {
+            pg::wait_for(
+                &arg(&args, "--pg", ""),
+                &arg(&args, "--sql", ""),
+                arg(&args, "--target", "0").parse()?,
+                Duration::from_millis(arg(&args, "--interval-ms", "20").parse()?),
+                Duration::from_secs(arg(&args, "--timeout-secs", "120").parse()?),
+            )
+            .await
+        }
         Some("latency") if args.iter().any(|a| a == "--relay-metrics") => {
             ack_latency(
                 &arg(&args, "--api", "http://127.0.0.1:3003"),
@@ -82,6 +108,6 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        _ => anyhow::bail!("usage: bench producer|ping|steady|inbound|latency [options]"),
+        _ => anyhow::bail!("usage: bench producer|ping|steady|inbound|http|wait|latency [options]"),
     }
 }
