@@ -163,3 +163,47 @@ async fn sigterm_releases_the_leases_and_exits_cleanly() {
     assert!(status.success(), "{status:?}");
     assert!(lease_counts(&db).await.is_empty(), "leases released");
 }
+
+#[tokio::test]
+async fn a_small_row_budget_still_drains_every_order_in_order() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    fill_outbox(&db, 50, 10, 8).await;
+    // 16 rows in flight for the relay's 8 shards: batches of 2, so every
+    // shard goes through many claims, full batches and exclusions.
+    let env = relay_env(
+        &db,
+        &prefix,
+        &brokers(),
+        &[("OUTBOX_MAX_ROWS_IN_FLIGHT", "16")],
+    );
+    let relay = spawn_relay(env).await;
+    let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
+
+    let records = read_records(
+        &consumer,
+        500,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .await;
+
+    assert_eq!(records.len(), 500, "every event exactly once");
+    let by_order = versions_by_order(&records);
+    assert_eq!(by_order.len(), 50);
+    for (order, versions) in by_order {
+        assert_eq!(versions, (1..=10).collect::<Vec<i64>>(), "order {order}");
+    }
+    assert_eq!(outbox_count(&db).await, 0);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", relay.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "relay_shard_rows_cap 2"),
+        "16 rows split among 8 shards:\n{metrics}"
+    );
+    relay.stop().await;
+}
