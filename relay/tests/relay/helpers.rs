@@ -211,6 +211,16 @@ pub async fn read_records(
     out
 }
 
+/// The relay's `/metrics` text.
+pub async fn metrics_text(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Waits for a condition on the database, polling.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where

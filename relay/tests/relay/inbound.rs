@@ -71,13 +71,10 @@ pub async fn wait_status(db: &TestDb, id: Uuid, expected: &str) {
 }
 
 pub async fn metric(port: u16, needle: &str) -> bool {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    metrics_text(port)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines().any(|l| l.starts_with(needle))
+        .lines()
+        .any(|l| l.starts_with(needle))
 }
 
 /// The `order.confirmed` records on the broker, read until quiet.
@@ -97,16 +94,6 @@ pub fn event(order: Uuid, extra: &str) -> String {
         r#"{{"eventId":"{}","orderId":"{order}"{extra}}}"#,
         Uuid::new_v4()
     )
-}
-
-/// The relay's `/metrics` text.
-pub async fn metrics_text(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .unwrap()
 }
 
 /// The value of the sample line starting with `series` (0 when absent).

@@ -6,7 +6,7 @@
 //! within one overall deadline; a mismatched OUTBOX_SHARDS refuses to start.
 
 use crate::helpers::*;
-use crate::inbound::{RelayProcess, free_port, metrics_text, wait_not_ready_naming};
+use crate::inbound::{RelayProcess, free_port, wait_not_ready_naming};
 use order_shared::testing::{TcpProxy, TestDb, fresh_database, host_port};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -169,12 +169,7 @@ async fn every_event_type_arrives_with_topic_key_headers_and_payload() {
         outbox_count(&db).await == 0
     })
     .await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", relay.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(relay.port).await;
     for name in [
         "outbox_published_total",
         "outbox_publish_latency_seconds_bucket",

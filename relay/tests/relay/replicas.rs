@@ -195,12 +195,7 @@ async fn a_small_row_budget_still_drains_every_order_in_order() {
         assert_eq!(versions, (1..=10).collect::<Vec<i64>>(), "order {order}");
     }
     assert_eq!(outbox_count(&db).await, 0);
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", relay.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(relay.port).await;
     assert!(
         metrics.lines().any(|l| l == "relay_shard_rows_cap 2"),
         "16 rows split among 8 shards:\n{metrics}"
