@@ -20,7 +20,9 @@
 #      latency at the same rate and a raw PostgreSQL round trip (SELECT 1
 #      every 2 ms) in the same run, with the relay's claim statement p99.
 #   5. inbound: payment.authorized events applied per second by one relay
-#      vs pgbench of the same transaction (scripts/bench/pg-inbound.sql).
+#      vs pgbench of the same transaction (scripts/bench/pg-inbound.sql),
+#      and the floor of the required stack (a bare consumer and
+#      tokio-postgres running that transaction, `bench inbound-floor`).
 #   6. peak RSS (VmHWM) of both binaries after figures 1, 2 and 4.
 # Results and the profile: docs/benchmarks.md.
 # Usage: ./scripts/bench.sh [SECS=10] [ROUNDS=2]
@@ -250,7 +252,7 @@ insert_orders "ffffffff-0000-7000-8000-" "$EVENTS"
 # CPU ticks of every process named $1, with their reaped children's (the
 # postmaster collects the time of the backends that ended).
 pticks() { for p in $(pgrep -x "$1"); do awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
-in_relay=(); in_pg=(); in_cpu=(); in_pg_cpu=()
+in_relay=(); in_pg=(); in_cpu=(); in_pg_cpu=(); in_floor=()
 for r in $(seq "$ROUNDS"); do
   prefix="e000000${r}-0000-7000-8000-"
   topics="bench.in.$r.$(date +%s)."
@@ -270,10 +272,22 @@ for r in $(seq "$ROUNDS"); do
   stop_relay
   g0=$(pticks postgres)
   in_pg+=("$(CLIENTS=6 pg_tps -f scripts/bench/pg-inbound.sql -D orders="$EVENTS")")
+  # pgbench's backends end with it; their time counts once the postmaster
+  # has reaped them (one run read 107 us instead of about 600 without this).
+  sleep 1
   in_pg_cpu+=("$(us_per $(($(pticks postgres) - g0)) $((in_pg[-1] * SECS)))")
   psql_b -c "DELETE FROM outbox" >/dev/null
+  # The floor of the required stack: a bare consumer and six tokio-postgres
+  # workers running pgbench's transaction (relay/examples/bench/floor.rs).
+  prefix="f000000${r}-0000-7000-8000-"
+  insert_orders "$prefix" "$EVENTS"
+  ./target/release/examples/bench inbound --brokers "$KAFKA_BROKERS" --topic "${topics}floor" \
+    --count "$EVENTS" --prefix "$prefix" >/dev/null
+  in_floor+=("$(./target/release/examples/bench inbound-floor --brokers "$KAFKA_BROKERS" --topic "${topics}floor" \
+    --pg "$BENCH_URL" --count "$EVENTS" | sed -n 's/.*, \([0-9]*\) events\/s.*/\1/p')")
+  psql_b -c "DELETE FROM outbox" >/dev/null
 done
-echo "  relay ${in_relay[*]} events/s; pgbench ${in_pg[*]} tps"
+echo "  relay ${in_relay[*]} events/s; pgbench ${in_pg[*]} tps; floor of the required stack ${in_floor[*]} events/s"
 echo "  CPU per event, relay's half: ${in_cpu[*]}; pgbench's half: PostgreSQL ${in_pg_cpu[*]} us per transaction"
 
 get_r=$(ratio "$(printf '%s\n' "${get_api[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")
@@ -308,5 +322,6 @@ row "   bound: cores / (PG + broker CPU per row) = $bound_rate rows/s, / PG" "$b
 row "4. commit -> ack p99 at 1,000/s (ms; raw producer p99 $raw_p99)" "$ack_p99" "<= 20" "$(verdict "$ack_p99" 20 max)"
 row "4. relay share p99 (ms; claim p99 $claim_p99, SELECT 1 p99 $rtt_p99)" "$share_p99" "<= 5" "$(verdict "$share_p99" 5 max)"
 row "5. inbound: relay / pgbench" "$in_r" ">= 0.8" "$(verdict "$in_r" 0.8 min)"
+row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${in_floor[@]}" | mean)" "$(printf '%s\n' "${in_pg[@]}" | mean)")" "" "(reference)"
 row "6. order-api peak RSS (MB)" "$rss_api" "<= 60" "$(verdict "$rss_api" 60 max)"
 row "6. order-relay peak RSS (MB)" "$rss_relay" "<= 60" "$(verdict "$rss_relay" 60 max)"

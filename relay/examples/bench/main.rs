@@ -15,6 +15,9 @@
 //! `bench steady --brokers B --topic T --rate R --secs S`
 //!     a raw producer at R records/s: each record's ack latency (beside the
 //!     `latency` load, in the same run).
+//! `bench inbound-floor --brokers B --topic T --pg URL --count N`
+//!     the floor of the required stack for figure 5: a bare consumer and
+//!     six tokio-postgres workers running pgbench's inbound transaction.
 //! `bench wait --pg URL --sql Q --target N [--interval-ms 20] [--timeout-secs 120]`
 //!     runs Q (one bigint) on one connection until it returns N.
 //! `bench inbound --brokers B --topic T --count N --prefix P`
@@ -27,6 +30,7 @@
 
 mod broker;
 mod common;
+mod floor;
 mod load;
 mod pg;
 
@@ -73,6 +77,15 @@ async fn main() -> anyhow::Result<()> {
             .await;
             Ok(())
         }
+        Some("inbound-floor") => {
+            floor::inbound_floor(
+                &brokers,
+                &topic,
+                &arg(&args, "--pg", ""),
+                arg(&args, "--count", "10000").parse()?,
+            )
+            .await
+        }
         Some("wait") => {
             pg::wait_for(
                 &arg(&args, "--pg", ""),
@@ -108,6 +121,8 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        _ => anyhow::bail!("usage: bench producer|ping|steady|inbound|http|wait|latency [options]"),
+        _ => anyhow::bail!(
+            "usage: bench producer|ping|steady|inbound|inbound-floor|http|wait|latency [options]"
+        ),
     }
 }
