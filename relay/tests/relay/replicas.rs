@@ -17,6 +17,28 @@ fn versions_by_order(records: &[Record]) -> HashMap<String, Vec<i64>> {
     by_order
 }
 
+/// Reads the `order.placed` records under `prefix` until `orders` x
+/// `versions` arrived, and asserts each arrived once, in version order per
+/// order.
+async fn assert_each_once_in_order(prefix: &str, orders: usize, versions: i64) {
+    let expected = orders * versions as usize;
+    let consumer = consumer(&brokers(), &topics(prefix, &["order.placed"]));
+    let records = read_records(
+        &consumer,
+        expected,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .await;
+
+    assert_eq!(records.len(), expected, "every event exactly once");
+    let by_order = versions_by_order(&records);
+    assert_eq!(by_order.len(), orders);
+    for (order, got) in by_order {
+        assert_eq!(got, (1..=versions).collect::<Vec<i64>>(), "order {order}");
+    }
+}
+
 #[tokio::test]
 async fn three_replicas_publish_5000_events_in_order_per_order() {
     let db = fresh_database().await;
@@ -28,22 +50,7 @@ async fn three_replicas_publish_5000_events_in_order_per_order() {
         spawn_relay(env.clone()).await,
         spawn_relay(env).await,
     ];
-    let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
-
-    let records = read_records(
-        &consumer,
-        5000,
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    )
-    .await;
-
-    assert_eq!(records.len(), 5000, "every event exactly once");
-    let by_order = versions_by_order(&records);
-    assert_eq!(by_order.len(), 200);
-    for (order, versions) in by_order {
-        assert_eq!(versions, (1..=25).collect::<Vec<i64>>(), "order {order}");
-    }
+    assert_each_once_in_order(&prefix, 200, 25).await;
     assert_eq!(outbox_count(&db).await, 0);
 
     // The 8 shards are spread over the three relays, and over the two left
@@ -178,22 +185,8 @@ async fn a_small_row_budget_still_drains_every_order_in_order() {
         &[("OUTBOX_MAX_ROWS_IN_FLIGHT", "16")],
     );
     let relay = spawn_relay(env).await;
-    let consumer = consumer(&brokers(), &topics(&prefix, &["order.placed"]));
 
-    let records = read_records(
-        &consumer,
-        500,
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    )
-    .await;
-
-    assert_eq!(records.len(), 500, "every event exactly once");
-    let by_order = versions_by_order(&records);
-    assert_eq!(by_order.len(), 50);
-    for (order, versions) in by_order {
-        assert_eq!(versions, (1..=10).collect::<Vec<i64>>(), "order {order}");
-    }
+    assert_each_once_in_order(&prefix, 50, 10).await;
     assert_eq!(outbox_count(&db).await, 0);
     let metrics = metrics_text(relay.port).await;
     assert!(
