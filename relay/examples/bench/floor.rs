@@ -46,15 +46,9 @@ const CONFIRM: &str = "WITH e AS ( \
      ) SELECT count(*) FROM u";
 
 /// One event: its key (the event id), order and payment id.
-struct Inbound {
-    event_id: String,
-    order_id: uuid::Uuid,
-    payment_id: String,
-}
-
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Payload {
+struct Inbound {
     event_id: String,
     order_id: uuid::Uuid,
     payment_id: String,
@@ -92,13 +86,8 @@ pub async fn inbound_floor(
             let Ok(msg) = consumer.recv().await else {
                 continue;
             };
-            let Some(Ok(p)) = msg.payload().map(serde_json::from_slice::<Payload>) else {
+            let Some(Ok(event)) = msg.payload().map(serde_json::from_slice::<Inbound>) else {
                 continue;
-            };
-            let event = Inbound {
-                event_id: p.event_id,
-                order_id: p.order_id,
-                payment_id: p.payment_id,
             };
             let _ = senders[msg.partition() as usize % WORKERS].send(event);
         }
