@@ -14,6 +14,7 @@
 //! worker that still owns its partition.
 
 use super::offsets::NextOffset;
+use super::slot::{QUEUE_PER_PARTITION, Slot, TopicPartition, set_paused};
 use super::worker::{Delivery, Done, PartitionWorker};
 use crate::context::RelayContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -24,30 +25,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
-
-/// Messages buffered per partition before it is paused. (256 measured no
-/// faster than 64 once a resumed partition is fetched again within
-/// `fetch.wait.max.ms`.)
-const QUEUE_PER_PARTITION: usize = 64;
-
-type TopicPartition = (String, i32);
-
-/// One assigned partition's worker.
-struct Slot {
-    id: u64,
-    sender: mpsc::Sender<Delivery>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    /// Messages polled while the worker's queue was full (partition paused).
-    backlog: VecDeque<Delivery>,
-    paused: bool,
-    /// Where to resume if the worker dies: after the last finished message,
-    /// else at the first message it was given.
-    last_done: Option<i64>,
-    first_given: Option<i64>,
-}
 
 struct Partitions {
     slots: HashMap<TopicPartition, Slot>,
@@ -164,31 +142,32 @@ impl GroupContext {
         };
         slot.first_given.get_or_insert(delivery.next.offset - 1);
         slot.backlog.push_back(delivery);
-        let dead = flush(slot);
-        if !slot.backlog.is_empty() && !slot.paused {
-            slot.paused = true;
-            set_paused(consumer, &tp, true);
-        }
+        let dead = slot.flush();
+        slot.pace(consumer, &tp);
         if dead {
             self.restart_dead(consumer, &mut parts, &tp);
         }
     }
 
-    /// Moves backlogs into queues that have room; resumes drained partitions.
-    pub fn flush_backlogs(&self, consumer: &BaseConsumer<GroupContext>) {
+    /// Moves backlogs into queues that have room; resumes the partitions
+    /// whose workers caught up (`Slot::pace`). True while some
+    /// partition stays paused.
+    pub fn flush_backlogs(&self, consumer: &BaseConsumer<GroupContext>) -> bool {
         let mut parts = self.partitions();
         let mut dead = Vec::new();
+        let mut paused = false;
         for (tp, slot) in parts.slots.iter_mut() {
-            if flush(slot) {
+            if slot.flush() {
                 dead.push(tp.clone());
-            } else if slot.paused && slot.backlog.is_empty() {
-                slot.paused = false;
-                set_paused(consumer, tp, false);
+            } else {
+                slot.pace(consumer, tp);
             }
+            paused |= slot.paused;
         }
         for tp in dead {
             self.restart_dead(consumer, &mut parts, &tp);
         }
+        paused
     }
 
     /// A worker ended by itself (it panicked): start a new one and rewind
@@ -275,38 +254,6 @@ impl GroupContext {
                 tracing::warn!(error = %e, "Committing offsets before the revocation failed.")
             }
         }
-    }
-}
-
-/// Tries to empty the slot's backlog into its queue. True if the worker is gone.
-fn flush(slot: &mut Slot) -> bool {
-    while let Some(delivery) = slot.backlog.pop_front() {
-        match slot.sender.try_send(delivery) {
-            Ok(()) => {}
-            Err(TrySendError::Full(d)) => {
-                slot.backlog.push_front(d);
-                return false;
-            }
-            Err(TrySendError::Closed(_)) => return true,
-        }
-    }
-    false
-}
-
-fn set_paused(consumer: &BaseConsumer<GroupContext>, tp: &TopicPartition, pause: bool) {
-    let mut tpl = TopicPartitionList::with_capacity(1);
-    tpl.add_partition(&tp.0, tp.1);
-    let result = if pause {
-        consumer.pause(&tpl)
-    } else {
-        consumer.resume(&tpl)
-    };
-    match result {
-        Ok(()) => {
-            tracing::debug!(topic = %tp.0, partition = tp.1, pause, "Partition paused/resumed.")
-        }
-        Err(e) => tracing::warn!(error = %e, topic = %tp.0, partition = tp.1, pause,
-            "Cannot pause or resume a partition."),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod health;
 pub mod message;
 pub mod offsets;
+pub mod slot;
 pub mod worker;
 
 use crate::context::RelayContext;
@@ -30,6 +31,9 @@ use worker::{Delivery, PartitionWorker};
 
 /// How long one poll of the consumer waits for a message.
 const POLL: Duration = Duration::from_millis(100);
+/// The same while a partition is paused: its worker's progress is seen
+/// only between polls, and it must be resumed before its queue runs dry.
+const POLL_PAUSED: Duration = Duration::from_millis(5);
 
 /// The inbound topics (prefixed) and their meanings.
 pub fn topic_kinds(ctx: &RelayContext) -> HashMap<String, TopicKind> {
@@ -144,8 +148,8 @@ fn poll_until(consumer: &BaseConsumer<GroupContext>, shutdown: &CancellationToke
     let none = HashSet::new();
     while !shutdown.is_cancelled() {
         group.store_done(consumer, &none);
-        group.flush_backlogs(consumer);
-        match consumer.poll(POLL) {
+        let paused = group.flush_backlogs(consumer);
+        match consumer.poll(if paused { POLL_PAUSED } else { POLL }) {
             None => {}
             Some(Ok(msg)) => {
                 let next = NextOffset::after(&msg);

@@ -130,6 +130,9 @@ impl EventProducer {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "2")
+            // One record per batch: Tansu cannot fetch from inside a batch
+            // (README, "Broker fact"), and a paused partition resumes there.
+            .set("batch.num.messages", "1")
             .create()
             .expect("producer");
         EventProducer { producer }
