@@ -14,6 +14,7 @@ pub mod health;
 pub mod message;
 pub mod offsets;
 pub mod slot;
+pub mod transaction;
 pub mod worker;
 
 use crate::context::RelayContext;

@@ -7,6 +7,7 @@
 use super::dead_letter::{DeadLetterError, DeadLetters, retry_ceiling};
 use super::message::{Inbound, TopicKind, header_text, parse_message};
 use super::offsets::NextOffset;
+use super::transaction::OpenTransaction;
 use crate::backoff::Backoff;
 use crate::context::RelayContext;
 use deadpool_postgres::Pool;
@@ -184,15 +185,17 @@ impl PartitionWorker {
         }
     }
 
-    /// One transaction: inbox row, change, history and outbox rows.
+    /// One transaction: inbox row, change, history and outbox rows, in
+    /// three round trips: `BEGIN` goes with the inbox row and the order's
+    /// lock (pipelined, run in this order), then the write, then `COMMIT`.
     async fn apply(
         &self,
         msg: &OwnedMessage,
         inbound: &Inbound,
         traceparent: Option<&TraceParent>,
     ) -> Result<Outcome, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let open = OpenTransaction::new(self.pool.get().await?);
+        let client = open.client();
         let ictx = InboundContext {
             key: &inbound.key,
             scope: &inbound.scope,
@@ -203,8 +206,20 @@ impl PartitionWorker {
                 notify: self.ctx.settings.outbox_notify,
             },
         };
-        let outcome = apply_inbound(&tx, &ictx, &inbound.event).await?;
-        tx.commit().await?;
+        let (begun, applied) = tokio::join!(
+            client.batch_execute("BEGIN"),
+            apply_inbound(client, &ictx, &inbound.event)
+        );
+        begun?;
+        let outcome = match applied {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                open.roll_back().await;
+                return Err(e);
+            }
+        };
+        client.batch_execute("COMMIT").await?;
+        open.close();
         if let Outcome::Applied {
             transition: Some((from, to)),
         } = outcome

@@ -91,6 +91,17 @@ async fn the_same_id_on_two_topics_is_two_events() {
         .await;
 
     wait_status(&db, id, "CONFIRMED").await;
+    // The two topics' partitions have workers of their own: the payment may
+    // be applied before the reservation.
+    eventually("both events applied", Duration::from_secs(30), || async {
+        count(
+            &db,
+            "SELECT count(*) FROM processed_events WHERE event_key = '42'",
+        )
+        .await
+            == 2
+    })
+    .await;
     let client = db.connect().await;
     let reserved: bool = client
         .query_one(
