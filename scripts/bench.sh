@@ -39,6 +39,8 @@ SECRET="bench-secret-0123456789-0123456789-0123456789"
 HZ=$(getconf CLK_TCK)
 PIDS=()
 trap kill_bench_pids EXIT
+# A step that fails ends the run (set -e): say which, rather than stop silently.
+trap 'echo "bench.sh: the command at line $LINENO failed; logs in $LOG_DIR" >&2' ERR
 
 # A broker of the bench's own, started afresh before figures 1, 3 and 5:
 # Tansu's memory engine slows down with the records it holds (figure 5 on
