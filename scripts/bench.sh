@@ -52,11 +52,9 @@ export KAFKA_BROKERS="127.0.0.1:$BENCH_KAFKA_PORT"
 tansu_pid=
 fresh_broker() {
   if [ -n "$tansu_pid" ]; then kill "$tansu_pid"; wait "$tansu_pid" 2>/dev/null || true; fi
-  tansu broker --listener-url "tcp://$KAFKA_BROKERS" --advertised-listener-url "tcp://$KAFKA_BROKERS" \
-    --storage-engine memory://tansu/ </dev/null >>"$LOG_DIR/bench-tansu.log" 2>&1 &
-  tansu_pid=$!
+  spawn_tansu "$BENCH_KAFKA_PORT" "$LOG_DIR/bench-tansu.log"
+  tansu_pid=$TANSU_PID
   PIDS+=("$tansu_pid")
-  WAIT_SECS=30 wait_for port_open "$BENCH_KAFKA_PORT" || die "Tansu did not start; see $LOG_DIR/bench-tansu.log"
 }
 
 for port in 3130 3131 3132 3133 "$BENCH_KAFKA_PORT"; do

@@ -82,15 +82,23 @@ start_tansu() {
     return 0
   fi
   log "Starting Tansu on 127.0.0.1:$KAFKA_PORT (memory engine; log: $LOG_DIR/tansu.log)"
-  # Started directly (no subshell around it): the pid file holds the
-  # broker's own pid, and no process that waits for it keeps the caller's
-  # stdout open (`./scripts/run.sh | tee` returns).
+  : >"$LOG_DIR/tansu.log"
+  spawn_tansu "$KAFKA_PORT" "$LOG_DIR/tansu.log"
+  echo "$TANSU_PID" >"$RUN_DIR/tansu.pid"
+}
+
+# Starts a memory-engine Tansu on 127.0.0.1:PORT, its output appended to
+# LOG, and waits until it listens; its pid is then in TANSU_PID. Started
+# directly (no subshell around it): TANSU_PID is the broker's own pid, and
+# no process that waits for it keeps the caller's stdout open
+# (`./scripts/run.sh | tee` returns). Usage: spawn_tansu PORT LOG
+spawn_tansu() {
   nohup tansu broker \
-      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine memory://tansu/ </dev/null >"$LOG_DIR/tansu.log" 2>&1 &
-  echo $! >"$RUN_DIR/tansu.pid"
-  WAIT_SECS=30 wait_for port_open "$KAFKA_PORT" || die "Tansu did not start; see $LOG_DIR/tansu.log"
+      --listener-url "tcp://127.0.0.1:$1" \
+      --advertised-listener-url "tcp://127.0.0.1:$1" \
+      --storage-engine memory://tansu/ </dev/null >>"$2" 2>&1 &
+  TANSU_PID=$!
+  WAIT_SECS=30 wait_for port_open "$1" || die "Tansu did not start; see $2"
 }
 
 # Benchmarks: inserts ROWS outbox rows (5 versions each of ROWS / 5 orders,
