@@ -62,7 +62,9 @@ impl Slot {
     /// none do and the worker is down to [`RESUME_AT_QUEUED`].
     pub fn pace<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, tp: &TopicPartition) {
         let pause = !self.backlog.is_empty();
-        if pause && !self.paused || self.paused && !pause && self.queued() <= RESUME_AT_QUEUED {
+        let to_pause = pause && !self.paused;
+        let to_resume = self.paused && !pause && self.queued() <= RESUME_AT_QUEUED;
+        if to_pause || to_resume {
             self.paused = pause;
             set_paused(consumer, tp, pause);
         }
