@@ -12,6 +12,7 @@
 //! the locks at least one idle timeout after that, so a cut relay stops
 //! working its shards before another relay can lease them.
 
+use super::deletes::DeleteQueue;
 use super::rows::{CHANNEL, MEMBER_CLASS, SHARD_CLASS};
 use crate::StoreError;
 use crate::db::{DbSettings, pg_config};
@@ -59,6 +60,8 @@ pub struct OutboxSession {
     confirmed_ms: AtomicU64,
     /// A query timed out: the session is given up even if the socket lives.
     broken: AtomicBool,
+    /// The deletes of published rows, merged (`deletes`).
+    pub(super) deletes: DeleteQueue,
     connection: JoinHandle<()>,
 }
 
@@ -159,6 +162,7 @@ impl OutboxSession {
             opened,
             confirmed_ms: AtomicU64::new(0),
             broken: AtomicBool::new(false),
+            deletes: DeleteQueue::default(),
             connection,
         };
         // A random member id; retry on the (unlikely) collision.
