@@ -74,15 +74,9 @@ impl OutboxSession {
         .await
     }
 
-    /// Deletes published rows (only ever after the broker acked them), in
-    /// one statement with the rows of the other shards that settled
-    /// meanwhile ([`deletes`](super::deletes)).
-    pub async fn delete(&self, ids: &[i64]) -> Result<(), StoreError> {
-        self.deletes
-            .delete(ids, |all| async move {
-                self.timed(self.client.execute(&self.stmts.delete, &[&all]))
-                    .await
-            })
+    /// Deletes published rows (only ever after the broker acked them).
+    pub async fn delete(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        self.timed(self.client.execute(&self.stmts.delete, &[&ids]))
             .await
     }
 

@@ -1,13 +1,10 @@
 //! The relay's side of the outbox, in three parts: [`session`] (the lease
 //! session: advisory locks, membership, wake-ups, timeouts), [`claim`] (the
-//! rows of one shard: claim, delete after ack, count failures and park),
-//! [`deletes`] (the deletes of every shard merged into one statement at a
-//! time) and
+//! rows of one shard: claim, delete after ack, count failures and park) and
 //! [`admin`] (backlog figures and the operators' parked-row commands).
 
 pub mod admin;
 pub mod claim;
-mod deletes;
 pub mod rows;
 pub mod session;
 

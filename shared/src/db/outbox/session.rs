@@ -12,7 +12,6 @@
 //! the locks at least one idle timeout after that, so a cut relay stops
 //! working its shards before another relay can lease them.
 
-use super::deletes::DeleteQueue;
 use super::rows::{CHANNEL, MEMBER_CLASS, SHARD_CLASS};
 use crate::StoreError;
 use crate::db::{DbSettings, pg_config};
@@ -60,8 +59,6 @@ pub struct OutboxSession {
     confirmed_ms: AtomicU64,
     /// A query timed out: the session is given up even if the socket lives.
     broken: AtomicBool,
-    /// The deletes of published rows, merged (`deletes`).
-    pub(super) deletes: DeleteQueue,
     connection: JoinHandle<()>,
 }
 
@@ -162,7 +159,6 @@ impl OutboxSession {
             opened,
             confirmed_ms: AtomicU64::new(0),
             broken: AtomicBool::new(false),
-            deletes: DeleteQueue::default(),
             connection,
         };
         // A random member id; retry on the (unlikely) collision.
