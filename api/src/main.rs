@@ -27,7 +27,9 @@ async fn main() -> ExitCode {
 async fn run(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("serve") => serve().await,
-        Some("migrate") => migrate().await,
+        Some("migrate") => order_shared::db::migrate::command()
+            .await
+            .context("migration failed"),
         Some("healthcheck") => healthcheck().await,
         Some("token") => token(&args[1..]),
         Some("asyncapi") => {
@@ -50,14 +52,6 @@ async fn serve() -> anyhow::Result<()> {
     let shutdown = order_shared::shutdown::on_signal();
     let app = Application::build(settings, shutdown).await?;
     app.run().await.context("server failed")
-}
-
-async fn migrate() -> anyhow::Result<()> {
-    let report = order_shared::db::migrate::run_from_env()
-        .await
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    println!("{report}");
-    Ok(())
 }
 
 /// Exit 0 when the local API is ready (container health checks).

@@ -34,7 +34,9 @@ async fn run(args: Vec<String>) -> anyhow::Result<()> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         [] | ["serve"] => serve().await,
-        ["migrate"] => migrate().await,
+        ["migrate"] => order_shared::db::migrate::command()
+            .await
+            .context("migration failed"),
         ["healthcheck"] => healthcheck().await,
         ["outbox", "parked"] => parked().await,
         ["outbox", "replay", "--all"] => replay(None).await,
@@ -67,14 +69,6 @@ async fn serve() -> anyhow::Result<()> {
     let shutdown = order_shared::shutdown::on_signal();
     let relay = Relay::build(settings, shutdown).await?;
     relay.run().await.context("relay failed")
-}
-
-async fn migrate() -> anyhow::Result<()> {
-    let report = order_shared::db::migrate::run_from_env()
-        .await
-        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-    println!("{report}");
-    Ok(())
 }
 
 /// Exit 0 when the local relay is live (container health checks; readiness

@@ -16,7 +16,6 @@ use embedded::migrations;
 /// Advisory lock key that serialises concurrent `migrate` runs.
 const MIGRATION_LOCK: i64 = 0x6f72_6465_725f_6d67; // "order_mg"
 
-/// Applies the pending migrations and returns the names of those applied.
 /// Why `migrate` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -63,8 +62,13 @@ pub async fn run(settings: &DbSettings) -> Result<Vec<String>, MigrateError> {
 
 /// The `migrate` subcommand of both binaries: settings from the
 /// environment, migrations applied, `OUTBOX_SHARDS` pinned (or checked
-/// against the pinned value), and a line to print.
-pub async fn run_from_env() -> Result<String, MigrateError> {
+/// against the pinned value), and a line printed to say what was done.
+pub async fn command() -> Result<(), MigrateError> {
+    println!("{}", run_from_env().await?);
+    Ok(())
+}
+
+async fn run_from_env() -> Result<String, MigrateError> {
     let common = crate::config::CommonSettings::from_env(&crate::config::ProcessEnv)?;
     crate::telemetry::init_tracing(common.log_format);
     let applied = run(&common.db).await?;
