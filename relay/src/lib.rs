@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod context;
 mod contract;
 pub mod dlq;
+pub mod flags;
 pub mod handoff;
 pub mod health;
 pub mod kafka;

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, bail};
 use order_relay::dlq::{DeadLetter, Selection};
+use order_relay::flags::{Flags, since};
 use order_relay::snapshot::SnapshotArgs;
 use order_relay::{Relay, RelaySettings};
 use order_shared::config::{CommonSettings, ProcessEnv};
@@ -150,23 +151,15 @@ enum DlqAction {
 fn replay_flags(flags: &[&str]) -> anyhow::Result<(Selection, bool)> {
     let mut selection = Selection::default();
     let mut dry_run = false;
-    let mut rest = flags.iter();
-    while let Some(flag) = rest.next() {
-        let mut value = || {
-            rest.next()
-                .copied()
-                .with_context(|| format!("{flag} takes a value"))
-        };
-        match *flag {
-            "--topic" => selection.topic = Some(value()?.to_owned()),
-            "--since" => {
-                let since = chrono::DateTime::parse_from_rfc3339(value()?)
-                    .context("--since takes an RFC 3339 time, e.g. 2026-11-26T10:00:00Z")?;
-                selection.since = Some(since.with_timezone(&chrono::Utc));
-            }
+    let mut flags = Flags::new(flags);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--topic" => selection.topic = Some(flags.value(flag)?.to_owned()),
+            "--since" => selection.since = Some(since(flags.value(flag)?)?),
             "--limit" => {
                 selection.limit = Some(
-                    value()?
+                    flags
+                        .value(flag)?
                         .parse()
                         .context("--limit takes a positive number")?,
                 )

@@ -4,6 +4,7 @@
 //! Re-running is safe: a snapshot restates the current version, and
 //! consumers deduplicate it by `eventId`.
 
+use crate::flags::{Flags, since};
 use anyhow::{Context, bail};
 use deadpool_postgres::Pool;
 use order_shared::db::snapshot::{Picked, SnapshotFilter, select_page, write_snapshot};
@@ -36,35 +37,27 @@ impl SnapshotArgs {
     /// Parses the flags after `snapshot`; no selector is an error.
     pub fn parse(flags: &[&str]) -> anyhow::Result<Self> {
         let mut args = SnapshotArgs::default();
-        let mut rest = flags.iter();
-        while let Some(flag) = rest.next() {
-            let mut value = || {
-                rest.next()
-                    .copied()
-                    .with_context(|| format!("{flag} takes a value"))
-            };
-            match *flag {
+        let mut flags = Flags::new(flags);
+        while let Some(flag) = flags.next_flag() {
+            match flag {
                 "--order" => {
-                    let id = value()?;
+                    let id = flags.value(flag)?;
                     let id: OrderId = id.parse().with_context(|| {
                         format!("--order takes an order id (a UUID), not {id:?}")
                     })?;
                     args.filter.orders.push(id);
                 }
-                "--since" => {
-                    let since = chrono::DateTime::parse_from_rfc3339(value()?)
-                        .context("--since takes an RFC 3339 time, e.g. 2026-11-26T10:00:00Z")?;
-                    args.filter.since = Some(since.with_timezone(&chrono::Utc));
-                }
+                "--since" => args.filter.since = Some(since(flags.value(flag)?)?),
                 "--status" => {
-                    let status = value()?;
+                    let status = flags.value(flag)?;
                     let parsed: OrderStatus = status.to_ascii_uppercase().parse().with_context(|| {
                         format!("--status takes PENDING, CONFIRMED, SHIPPED, DELIVERED or CANCELLED, not {status:?}")
                     })?;
                     args.filter.status = Some(parsed);
                 }
                 "--rate" => {
-                    let rate: f64 = value()?
+                    let rate: f64 = flags
+                        .value(flag)?
                         .parse()
                         .ok()
                         .filter(|r: &f64| r.is_finite() && *r > 0.0)
