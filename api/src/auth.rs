@@ -9,7 +9,8 @@ use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// How tokens are verified.
 #[derive(Debug, Clone)]
@@ -92,6 +93,22 @@ pub struct JwtVerifier {
     validation: Validation,
     leeway_secs: u64,
     max_ttl_secs: u64,
+    verified: Arc<Mutex<HashMap<Box<str>, Verified>>>,
+}
+
+/// How many verified tokens are remembered (a few hundred bytes each).
+const VERIFIED_TOKENS: usize = 4096;
+
+/// A token that passed every check, remembered so that the same client's
+/// next request skips the signature and the claims' JSON (about 7 % of the
+/// CPU of a create; docs/benchmarks.md, seventh pass). Only the checks that
+/// depend on the clock are made again.
+#[derive(Clone)]
+struct Verified {
+    caller: Caller,
+    exp: u64,
+    /// The latest of `nbf` and `iat`: neither may be after now + leeway.
+    not_before: u64,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -132,6 +149,7 @@ impl JwtVerifier {
             validation,
             leeway_secs: settings.leeway_secs,
             max_ttl_secs: settings.max_ttl_secs,
+            verified: Arc::default(),
         })
     }
 
@@ -139,22 +157,57 @@ impl JwtVerifier {
     /// lifetime and the optional iss/aud. Every refusal answers the same
     /// generic 401; the reason is logged.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        self.check(token).map_err(|reason| {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        self.verify_at(token, now).map_err(|reason| {
             tracing::info!(reason = %reason, "Rejected bearer token.");
             ApiError::unauthorized(REJECTED)
         })
     }
 
-    fn check(&self, token: &str) -> Result<Caller, String> {
+    /// [`Self::verify`] at the time `now`: from the remembered tokens when
+    /// this one passed before and its times still hold, else in full.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Caller, String> {
+        let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = verified.get(token)
+            && v.exp.saturating_add(self.leeway_secs) >= now
+            && v.not_before <= now.saturating_add(self.leeway_secs)
+        {
+            return Ok(v.caller.clone());
+        }
+        drop(verified);
+        let v = self.check(token, now)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_TOKENS {
+            let leeway = self.leeway_secs;
+            verified.retain(|_, v| v.exp.saturating_add(leeway) >= now);
+            if verified.len() >= VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), v.clone());
+        Ok(v.caller)
+    }
+
+    fn check(&self, token: &str, now: u64) -> Result<Verified, String> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(format!("longer than {MAX_TOKEN_BYTES} bytes"));
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| e.to_string())?
             .claims;
-        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        // The validation checked `exp` and `nbf` on its own clock; again on
+        // `now`, the clock the remembered tokens are checked against.
+        let leeway = self.leeway_secs;
+        if claims.exp.saturating_add(leeway) < now {
+            return Err(format!("expired (exp {}, now {now})", claims.exp));
+        }
+        if let Some(nbf) = claims.nbf
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(format!("not valid yet (nbf {nbf}, now {now})"));
+        }
         if let Some(iat) = claims.iat
-            && iat > now + self.leeway_secs
+            && iat > now.saturating_add(leeway)
         {
             return Err(format!("issued in the future (iat {iat}, now {now})"));
         }
@@ -169,9 +222,13 @@ impl JwtVerifier {
         if claims.sub.trim().is_empty() || claims.sub.chars().any(char::is_control) {
             return Err("empty subject, or control characters in it".into());
         }
-        Ok(Caller {
-            is_admin: claims.roles.iter().any(|r| r == "admin"),
-            user_id: UserId::new(claims.sub),
+        Ok(Verified {
+            not_before: claims.nbf.max(claims.iat).unwrap_or(0),
+            exp: claims.exp,
+            caller: Caller {
+                is_admin: claims.roles.iter().any(|r| r == "admin"),
+                user_id: UserId::new(claims.sub),
+            },
         })
     }
 }
@@ -243,4 +300,92 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
         .data::<Arc<JwtVerifier>>()
         .ok_or_else(|| poem::Error::from(ApiError::internal()))?;
     verifier.verify(&bearer.token).map_err(poem::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "unit-test-secret-0123456789-0123456789";
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(&AuthSettings {
+            key: JwtKey::Hs256(Secret::new(SECRET.to_owned())),
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+            max_ttl_secs: 3600,
+        })
+        .unwrap()
+    }
+
+    fn token(sub: &str, ttl_secs: u64) -> String {
+        mint_hs256(SECRET, sub, false, ttl_secs, None, None).unwrap()
+    }
+
+    fn now() -> u64 {
+        chrono::Utc::now().timestamp() as u64
+    }
+
+    fn remembered(v: &JwtVerifier) -> usize {
+        v.verified.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let v = verifier();
+        let t = token("alice", 60);
+        let now = now();
+        assert_eq!(v.verify_at(&t, now).unwrap().user_id.as_str(), "alice");
+        assert_eq!(remembered(&v), 1);
+        assert_eq!(v.verify_at(&t, now + 30).unwrap().user_id.as_str(), "alice");
+        let late = v.verify_at(&t, now + 61).unwrap_err();
+        assert!(late.starts_with("expired"), "{late}");
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_before_its_issue_time() {
+        // The clock stepped back: iat is now in the future again.
+        let v = verifier();
+        let t = token("alice", 60);
+        let now = now();
+        v.verify_at(&t, now).unwrap();
+        let early = v.verify_at(&t, now - 10).unwrap_err();
+        assert!(early.starts_with("issued in the future"), "{early}");
+    }
+
+    #[test]
+    fn only_tokens_that_pass_are_remembered() {
+        let v = verifier();
+        let good = token("alice", 60);
+        v.verify_at(&good, now()).unwrap();
+        // The same claims with another signature, and a token of another key.
+        let (signed, signature) = good.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{signed}.{flipped}{}", &signature[1..]);
+        let other = mint_hs256(
+            "another-secret-0123456789-0123456789",
+            "bob",
+            true,
+            60,
+            None,
+            None,
+        )
+        .unwrap();
+        for bad in [&forged, &other, &"x".repeat(MAX_TOKEN_BYTES + 1)] {
+            assert!(v.verify_at(bad, now()).is_err(), "{bad}");
+        }
+        assert_eq!(remembered(&v), 1);
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let v = verifier();
+        for n in 0..=VERIFIED_TOKENS {
+            v.verify_at(&token(&format!("user-{n}"), 60), now())
+                .unwrap();
+        }
+        let held = remembered(&v);
+        assert!((1..=VERIFIED_TOKENS).contains(&held), "{held}");
+    }
 }
