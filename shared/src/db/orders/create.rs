@@ -9,6 +9,7 @@ use crate::db::outbox::CHANNEL;
 use crate::domain::events::outbox_event;
 use crate::domain::{NewOrder, Order, OrderId, UserId};
 use chrono::{DateTime, SubsecRound, Utc};
+use tokio_postgres::types::Json;
 
 /// An Idempotency-Key presented with a create request.
 #[derive(Debug, Clone)]
@@ -106,7 +107,7 @@ pub async fn create_order(
         let quantities: Vec<i32> = lines.iter().map(|l| l.quantity.get()).collect();
         let unit_prices: Vec<i64> = lines.iter().map(|l| l.unit_price).collect();
         let line_totals: Vec<i64> = lines.iter().map(|l| l.line_total).collect();
-        let address = serde_json::to_value(&order.shipping_address)?;
+        let address = Json(&order.shipping_address);
         let key = req.idempotency.as_ref();
         let key_text = key.map(|k| k.key);
         let key_hash = key.map(|k| k.request_hash.to_vec());

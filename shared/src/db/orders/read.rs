@@ -8,6 +8,7 @@ use crate::domain::money::Currency;
 use crate::domain::status::UnknownStatus;
 use crate::domain::{HistoryEntry, Order, OrderId, OrderLine, OrderStatus, UserId};
 use tokio_postgres::Row;
+use tokio_postgres::types::Json;
 
 /// The columns every order read returns, items folded into one JSON array so
 /// that an order (or a page of them) is one round trip.
@@ -28,19 +29,21 @@ fn parse_status(text: String) -> Result<OrderStatus, StoreError> {
 }
 
 fn order_from_row(row: &Row) -> Result<Order, StoreError> {
-    let items: serde_json::Value = row.try_get("items")?;
-    let address: Option<serde_json::Value> = row.try_get("shipping_address")?;
+    // Straight from the jsonb bytes into the types, without a
+    // `serde_json::Value` tree in between.
+    let Json(items) = row.try_get::<_, Json<Vec<OrderLine>>>("items")?;
+    let address: Option<Json<_>> = row.try_get("shipping_address")?;
     let currency: String = row.try_get("currency")?;
     Ok(Order {
         id: OrderId::from(row.try_get::<_, uuid::Uuid>("id")?),
         user_id: UserId::new(row.try_get::<_, String>("user_id")?),
         status: parse_status(row.try_get("status")?)?,
-        items: serde_json::from_value::<Vec<OrderLine>>(items)?,
+        items,
         total_amount: row.try_get("total_amount")?,
         currency: Currency::parse(&currency)
             .map_err(|e| StoreError::Corrupt(format!("currency {currency:?}: {e}")))?,
         version: row.try_get("version")?,
-        shipping_address: address.map(serde_json::from_value).transpose()?,
+        shipping_address: address.map(|Json(a)| a),
         carrier: row.try_get("carrier")?,
         tracking_number: row.try_get("tracking_number")?,
         cancellation_reason: row.try_get("cancellation_reason")?,
