@@ -14,21 +14,6 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-/// The raw-value methods of `Type` for a wrapper that is its own raw value.
-macro_rules! raw_self {
-    () => {
-        fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-            Some(self)
-        }
-
-        fn raw_element_iter<'a>(
-            &'a self,
-        ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-            Box::new(std::iter::once(self))
-        }
-    };
-}
-
 /// A body parsed (serde) as `T` and documented as `S` (by default `T`
 /// itself; the create body documents a `oneOf` of its two shapes).
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use crate::auth::BearerAuth;
 use crate::live::{Hub, LiveSettings, Subscription, Watch};
 use crate::problem::ApiError;
 use crate::routes::orders::ApiTags;
+use crate::routes::pattern::{Patterned, UserIdFilter};
 use crate::routes::wire::OrderBody;
 use deadpool_postgres::Pool;
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -121,14 +122,12 @@ impl LiveApi {
         &self,
         auth: BearerAuth,
         /// Admins: only this user's orders. Users: must be their own id.
-        #[oai(
-            name = "userId",
-            validator(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
-        )]
-        user_id: Query<Option<String>>,
+        #[oai(name = "userId")]
+        user_id: Query<Option<Patterned<UserIdFilter>>>,
     ) -> Result<Updates, ApiError> {
         let caller = auth.0;
-        let watch = match (caller.is_admin, user_id.0.map(UserId::new)) {
+        let user_id = user_id.0.map(|u| UserId::new(u.into_string()));
+        let watch = match (caller.is_admin, user_id) {
             (true, Some(user)) => Watch::User(user),
             (true, None) => Watch::All,
             (false, Some(other)) if other != caller.user_id => {

@@ -98,8 +98,18 @@ async fn concurrent_requests_with_one_key_create_one_order() {
 #[tokio::test]
 async fn malformed_keys_are_400() {
     let app = spawn_app().await;
-    let resp = post_with_key(&app, "alice", &"k".repeat(256), &order_body()).await;
-    assert_problem(resp, StatusCode::BAD_REQUEST).await;
+    // Too long, a blank inside: each breaks the schema.
+    for key in ["k".repeat(256), "a b".to_owned()] {
+        let resp = post_with_key(&app, "alice", &key, &order_body()).await;
+        let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(error_fields(&problem), ["Idempotency-Key"], "{key:?}");
+    }
+    // Trailing blanks are allowed (and the longest key).
+    for key in ["order-1 \t".to_owned(), "k".repeat(255)] {
+        let resp = post_with_key(&app, "alice", &key, &order_body()).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "{key:?}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use crate::live::{Announcer, Hub};
 use crate::problem::ApiError;
 use crate::routes::json_body::JsonBody;
 use crate::routes::lenient::{Lenient, LenientJson, OrNull};
+use crate::routes::pattern::{Cursor, IdempotencyKey, Patterned, UserIdFilter};
 use crate::routes::wire::{
     CancelRequest, CreateOrderBody, CreateOrderRequest, HistoryItem, OrderBody, OrderPageBody,
     ShipRequest, Status,
@@ -140,18 +141,15 @@ impl OrdersApi {
         auth: BearerAuth,
         req: &Request,
         /// Makes retries safe: the same key and body return the first order (keys expire after 24 h by default).
-        #[oai(
-            name = "Idempotency-Key",
-            validator(min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+[\\t ]*$")
-        )]
-        idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<Patterned<IdempotencyKey>>>,
         body: LenientJson<CreateOrderRequest, CreateOrderBody>,
     ) -> Result<CreateResponse, ApiError> {
         let caller = auth.0;
         if let Some(limit) = &self.rate_limit {
             limit.check(&caller.user_id)?;
         }
-        let key = idempotency_key.0.as_deref();
+        let key = idempotency_key.0.as_ref().map(Patterned::as_str);
         let sent = req.headers().contains_key("idempotency-key");
         input::check_idempotency_key(sent, key)?;
         let order =
@@ -206,17 +204,14 @@ impl OrdersApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `nextCursor` of the previous page.
-        #[oai(validator(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<Patterned<Cursor>>>,
         /// Admins: only this user's orders. Users: must be their own id.
-        #[oai(
-            name = "userId",
-            validator(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
-        )]
-        user_id: Query<Option<String>>,
+        #[oai(name = "userId")]
+        user_id: Query<Option<Patterned<UserIdFilter>>>,
     ) -> Result<JsonBody<OrderPageBody>, ApiError> {
         let caller = auth.0;
-        let user_filter = match (caller.is_admin, user_id.0.map(UserId::new)) {
+        let user_id = user_id.0.map(|u| UserId::new(u.into_string()));
+        let user_filter = match (caller.is_admin, user_id) {
             (true, filter) => filter,
             (false, Some(other)) if other != caller.user_id => {
                 return Err(ApiError::forbidden("Users may list only their own orders."));
@@ -225,7 +220,8 @@ impl OrdersApi {
         };
         let before = cursor
             .0
-            .as_deref()
+            .as_ref()
+            .map(Patterned::as_str)
             .filter(|c| !c.is_empty())
             .map(input::decode_cursor)
             .transpose()?;
