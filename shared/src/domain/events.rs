@@ -9,7 +9,8 @@ use super::status::OrderStatus;
 use super::values::OrderId;
 use crate::trace::{TRACEPARENT, TraceParent};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::value::{RawValue, to_raw_value};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// The CloudEvents `source` of every event this service emits.
@@ -129,14 +130,30 @@ pub fn trace_headers(traceparent: Option<&TraceParent>) -> Value {
 
 /// Something that happened to an order, as the domain decided it: its type,
 /// when, and its `data` (the payload's variable part).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Event {
     /// What happened.
     pub event_type: EventType,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
-    /// The event's `data` object.
-    pub data: Value,
+    /// The event's `data` object, as JSON text: the envelope embeds it as
+    /// it is, without a `Value` tree in between.
+    pub data: Box<RawValue>,
+}
+
+impl Event {
+    /// `data` as a `Value` (tests, documentation examples).
+    pub fn data_value(&self) -> Value {
+        serde_json::from_str(self.data.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_type == other.event_type
+            && self.occurred_at == other.occurred_at
+            && self.data.get() == other.data.get()
+    }
 }
 
 /// What changed, in the shape of the event's `data`.
@@ -191,43 +208,44 @@ impl EventData<'_> {
         }
     }
 
-    fn to_json(&self) -> Value {
-        // `json!` serializes like `serde_json::to_value`; these types hold
-        // only strings, numbers and times, which always serialize.
-        match *self {
+    fn to_json(&self) -> Box<RawValue> {
+        // These types hold only strings, numbers and times, which always
+        // serialize (as `json!` assumed before).
+        let raw = match *self {
             EventData::Placed {
                 items,
                 total_amount,
                 currency,
                 shipping_address,
-            } => json!(PlacedData {
+            } => to_raw_value(&PlacedData {
                 items,
                 total_amount,
                 currency,
                 shipping_address,
             }),
-            EventData::Confirmed { payment_id } => json!(ConfirmedData { payment_id }),
+            EventData::Confirmed { payment_id } => to_raw_value(&ConfirmedData { payment_id }),
             EventData::Shipped {
                 carrier,
                 tracking_number,
-            } => json!(ShippedData {
+            } => to_raw_value(&ShippedData {
                 carrier,
                 tracking_number,
             }),
-            EventData::Delivered { delivered_at } => json!(DeliveredData {
+            EventData::Delivered { delivered_at } => to_raw_value(&DeliveredData {
                 delivered_at: rfc3339(delivered_at),
             }),
             EventData::Cancelled {
                 reason,
                 previous_status,
                 items,
-            } => json!(CancelledData {
+            } => to_raw_value(&CancelledData {
                 reason,
                 previous_status,
                 items,
             }),
-            EventData::Snapshot { order } => json!(order as SnapshotData<'_>),
-        }
+            EventData::Snapshot { order } => to_raw_value(order as SnapshotData<'_>),
+        };
+        raw.expect("event data serializes")
     }
 }
 
@@ -268,6 +286,7 @@ mod tests {
     use crate::domain::values::Quantity;
     use crate::domain::values::UserId;
     use chrono::TimeZone;
+    use serde_json::json;
 
     fn order() -> Order {
         let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();

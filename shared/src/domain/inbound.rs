@@ -170,7 +170,7 @@ mod tests {
             };
             assert_eq!(c.order.status, Cancelled);
             assert_eq!(c.order.cancellation_reason.as_deref(), Some(expected));
-            assert_eq!(c.event.data["previousStatus"], "CONFIRMED");
+            assert_eq!(c.event.data_value()["previousStatus"], "CONFIRMED");
         }
     }
 
