@@ -5,7 +5,8 @@
 #   1. create: order-api (wrk, 16 connections, relay publishing) vs pgbench
 #      of the same writes in one round trip (scripts/bench/pg-create.sql);
 #      CPU per create of order-api and order-relay from /proc; HTTP p50/p99
-#      at half the measured rate, and the floor's (below) at the same rate.
+#      at half the measured rate, and the floor's (below) at the same rate;
+#      once, as a reference, creates that each carry an Idempotency-Key.
 #   2. reads: GET one order and a page of 20 vs pgbench of the same queries.
 #   Figures 1 and 2 also measure the floor of the required stack
 #   (api/examples/floor.rs: poem, jsonwebtoken, serde and tokio-postgres
@@ -152,6 +153,14 @@ cpu_floor=$(printf '%s\n' "${floor_us[@]}" | mean)
 create_floor=$(printf '%s\n' "${floor_rates[@]}" | mean)
 echo "  API ${api_rates[*]} orders/s; pgbench ${pg_rates[*]} tps; API CPU ${api_us[*]} us/create; relay CPU ${relay_us[*]} us/event"
 echo "  floor of the required stack: ${floor_rates[*]} orders/s, ${floor_us[*]} us CPU/create"
+# Creates as a browser client sends them, each with its own Idempotency-Key
+# (the create also writes the key's row): a reference, once.
+settle
+a0=$(ticks "$api_pid"); n0=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id LIKE 'bench-%'")
+keyed_rate=$(KEYED=1 wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/create-order.lua "$API/api/orders" | rate_of)
+a1=$(ticks "$api_pid"); n1=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id LIKE 'bench-%'")
+keyed_us=$(awk -v t=$((a1 - a0)) -v n=$((n1 - n0)) -v hz="$HZ" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
+echo "  API, each create with an Idempotency-Key: $keyed_rate orders/s, $keyed_us us CPU/create"
 
 log "2. reads: GET one order and a page of 20, API vs pgbench"
 settle
@@ -338,6 +347,7 @@ row "1. create: API / pgbench ($create_api / $create_pg)" "$create_r" ">= 0.9" "
 row "   floor of the required stack / pgbench ($create_floor)" "$(ratio "$create_floor" "$create_pg")" "" "(reference)"
 row "1. API CPU per create (us)" "$cpu_api" "<= 80" "$(verdict "$cpu_api" 80 max)"
 row "   floor of the required stack, CPU per create (us)" "$cpu_floor" "" "(reference)"
+row "   API, each create with an Idempotency-Key ($keyed_rate/s), CPU (us)" "$keyed_us" "" "(reference)"
 row "1. HTTP p99 / p50 at $half orders/s ($p99_half / $p50_half ms)" "$tail_r" "<= 3" "$(verdict "$tail_r" 3 max)"
 row "   floor of the required stack, same rate ($p99_floor / $p50_floor ms)" "$(ratio "$p99_floor" "$p50_floor")" "" "(reference)"
 row "2. GET one order: API / pgbench" "$get_r" ">= 0.9" "$(verdict "$get_r" 0.9 min)"
