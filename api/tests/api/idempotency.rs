@@ -103,6 +103,13 @@ async fn malformed_keys_are_400() {
         let resp = post_with_key(&app, "alice", &key, &order_body()).await;
         let problem = assert_problem(resp, StatusCode::BAD_REQUEST).await;
         assert_eq!(error_fields(&problem), ["Idempotency-Key"], "{key:?}");
+        let message = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message
+                .starts_with("failed to parse parameter `Idempotency-Key`: verification failed. ")
+                && !message.contains("occurred while"),
+            "{message}"
+        );
     }
     // Trailing blanks are allowed (and the longest key).
     for key in ["order-1 \t".to_owned(), "k".repeat(255)] {
