@@ -22,7 +22,8 @@ use uuid::Uuid;
 /// How the coordinator (or the worker itself) hands a shard's worker the
 /// rows claimed for it. A claim starts with [`begin_claim`](Handoff::begin_claim),
 /// which says how many rows to claim and which orders to leave out, and ends
-/// with [`hand`](Handoff::hand) or [`end_claim`](Handoff::end_claim).
+/// with [`hand`](Handoff::hand), [`end_claim`](Handoff::end_claim) or
+/// [`claim_failed`](Handoff::claim_failed).
 #[derive(Debug)]
 pub struct Handoff {
     max_in_flight: usize,
@@ -41,13 +42,18 @@ pub struct ClaimSpec {
     pub limit: i64,
     /// The orders of the batches queued and in flight.
     pub exclude: Vec<Uuid>,
+    /// Rows the broker acknowledged since the shard's last claim: deleted
+    /// in the same round trip, just before the claim (which then cannot
+    /// see them). Handed back with [`claim_failed`](Handoff::claim_failed)
+    /// if that fails.
+    pub delete: Vec<i64>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     /// Handed, not yet taken by the worker.
     queued: Option<Vec<OutboxRow>>,
-    /// Batches taken and not yet settled (acked and deleted, or failed and
+    /// Batches taken and not yet settled (acked, or failed and
     /// recorded).
     in_flight: usize,
     /// Rows of the queued and in-flight batches.
@@ -59,6 +65,8 @@ struct State {
     /// The worker takes nothing for now (backing off after an error, or
     /// stopped at a parked row).
     paused: bool,
+    /// Acknowledged rows not yet deleted: the next claim deletes them.
+    acked: Vec<i64>,
 }
 
 impl Handoff {
@@ -78,7 +86,8 @@ impl Handoff {
     /// Starts a claim when the worker takes another batch now (not paused,
     /// nothing queued, fewer batches and rows in flight than allowed, no
     /// other claim running): what to claim. Every `Some` must be followed
-    /// by [`hand`](Self::hand) or [`end_claim`](Self::end_claim).
+    /// by [`hand`](Self::hand), [`end_claim`](Self::end_claim) or
+    /// [`claim_failed`](Self::claim_failed).
     pub fn begin_claim(&self) -> Option<ClaimSpec> {
         let max_rows = self.max_rows.get();
         let mut s = self.state();
@@ -94,6 +103,7 @@ impl Handoff {
         Some(ClaimSpec {
             limit: (max_rows - s.rows) as i64,
             exclude: s.orders.iter().copied().collect(),
+            delete: std::mem::take(&mut s.acked),
         })
     }
 
@@ -103,9 +113,23 @@ impl Handoff {
         self.max_rows.get()
     }
 
-    /// Ends a claim that found nothing (or failed).
+    /// Ends a claim that found nothing.
     pub fn end_claim(&self) {
         self.state().claiming = false;
+    }
+
+    /// Ends a claim that failed: its rows to delete (`spec.delete`) are
+    /// deleted by the next one.
+    pub fn claim_failed(&self, spec: ClaimSpec) {
+        let mut s = self.state();
+        s.claiming = false;
+        s.acked.extend(spec.delete);
+    }
+
+    /// The acknowledged rows no claim has deleted yet, for a worker that
+    /// stops to delete itself.
+    pub(crate) fn take_acked(&self) -> Vec<i64> {
+        std::mem::take(&mut self.state().acked)
     }
 
     /// Whether nothing is queued or in flight.
@@ -150,10 +174,12 @@ impl Handoff {
     }
 
     /// A batch taken with [`next`](Self::next) is done (`orders`: the order
-    /// of each of its rows): its rows are deleted or their failure
-    /// recorded, so its orders may be claimed again.
-    pub(crate) fn settled(&self, orders: &[Uuid]) {
+    /// of each of its rows): its failures are recorded and `acked` (the
+    /// rows that may be deleted) wait for the shard's next claim, which
+    /// deletes them before it reads, so its orders may be claimed again.
+    pub(crate) fn settled(&self, orders: &[Uuid], acked: &[i64]) {
         let mut s = self.state();
+        s.acked.extend_from_slice(acked);
         s.in_flight = s.in_flight.saturating_sub(1);
         s.rows = s.rows.saturating_sub(orders.len());
         for order in orders {
@@ -242,13 +268,40 @@ mod tests {
         assert_eq!(second[0].id, 3);
         assert_eq!(handoff.begin_claim(), None, "two in flight: the limit");
 
-        handoff.settled(&[b]);
+        handoff.settled(&[b], &[3]);
         let spec = handoff.begin_claim().unwrap();
         assert_eq!(spec.exclude, vec![a], "a's batch still waits");
+        assert_eq!(spec.delete, vec![3], "b's acked row goes with the claim");
         handoff.end_claim();
-        handoff.settled(&[a, a]);
+        handoff.settled(&[a, a], &[1, 2]);
         assert!(handoff.is_idle());
-        assert_eq!(handoff.begin_claim().unwrap().limit, 500);
+        let spec = handoff.begin_claim().unwrap();
+        assert_eq!((spec.limit, spec.delete), (500, vec![1, 2]));
+    }
+
+    #[tokio::test]
+    async fn acked_rows_of_a_failed_claim_go_with_the_next_one() {
+        let handoff = Handoff::new(2, RowCap::new(500));
+        let stop = CancellationToken::new();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        handoff.begin_claim().unwrap();
+        handoff.hand(vec![row(1, a), row(2, b)]);
+        handoff.next(&stop).await.unwrap();
+        // Row 2 was not acked: only row 1 may go.
+        handoff.settled(&[a, b], &[1]);
+
+        let spec = handoff.begin_claim().unwrap();
+        assert_eq!(spec.delete, vec![1]);
+        handoff.claim_failed(spec);
+        let spec = handoff.begin_claim().expect("the claim ended");
+        assert_eq!(spec.delete, vec![1], "not lost with the failed claim");
+        handoff.end_claim();
+        assert_eq!(handoff.begin_claim().unwrap().delete, Vec::<i64>::new());
+        handoff.end_claim();
+
+        handoff.settled(&[], &[7]);
+        assert_eq!(handoff.take_acked(), vec![7], "a stopping worker deletes");
+        assert!(handoff.take_acked().is_empty());
     }
 
     #[tokio::test]
@@ -293,7 +346,7 @@ mod tests {
         );
         assert_eq!(handoff.max_rows(), 200);
         assert_eq!(handoff.begin_claim(), None, "300 in flight, over the cap");
-        handoff.settled(&vec![order; 300]);
+        handoff.settled(&vec![order; 300], &[]);
         assert_eq!(handoff.begin_claim().unwrap().limit, 200);
     }
 }

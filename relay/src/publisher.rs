@@ -1,6 +1,7 @@
 //! Outbox -> Kafka for one shard: `send_claimed` produces a claimed batch in
-//! id order, `settle` waits for every acknowledgement and deletes the
-//! acknowledged rows that no failed row of their order precedes.
+//! id order, `settle` waits for every acknowledgement and returns the
+//! acknowledged rows that no failed row of their order precedes, which the
+//! shard's next claim deletes.
 //! `run_shard` publishes the batches the coordinator claims for it
 //! (`Handoff`), several at once, and backs off on errors.
 
@@ -18,7 +19,7 @@ use uuid::Uuid;
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// This many rows were acknowledged and deleted.
+    /// This many rows were acknowledged (and go with the next claim).
     Published(usize),
     /// Nothing to publish.
     Empty,
@@ -196,14 +197,27 @@ pub fn send_claimed(
     }))
 }
 
-/// Waits for every acknowledgement of a batch [`send_claimed`] sent,
-/// deletes the acknowledged rows that no failed row of their order
-/// precedes, and records the failures.
+/// Waits for every acknowledgement of a batch [`send_claimed`] sent and
+/// records the failures. Returns the acknowledged rows that no failed row
+/// of their order precedes: the rows to delete, which the shard's next
+/// claim deletes (in the same round trip, before it reads).
 pub async fn settle(
     ctx: &RelayContext,
     session: &OutboxSession,
     shard: i32,
     sent: Sent,
+) -> (Vec<i64>, Result<Step, PublishError>) {
+    let mut acked = Vec::new();
+    let step = settle_into(ctx, session, shard, sent, &mut acked).await;
+    (acked, step)
+}
+
+async fn settle_into(
+    ctx: &RelayContext,
+    session: &OutboxSession,
+    shard: i32,
+    sent: Sent,
+    deletable_ids: &mut Vec<i64>,
 ) -> Result<Step, PublishError> {
     let settings = &ctx.settings;
     let Sent {
@@ -234,14 +248,13 @@ pub async fn settle(
     }
     let delete = deletable(&outcomes);
     if !delete.is_empty() {
-        // Commit -> broker ack (the batch's last ack), before the delete.
+        // Commit -> broker ack (the batch's last ack).
         let acked = chrono::Utc::now();
         let ack_latency = metrics::histogram!("outbox_publish_latency_seconds");
         for &i in &delete {
             ack_latency.record(since(rows[i].created_at, acked));
         }
-        let ids: Vec<i64> = delete.iter().map(|&i| rows[i].id).collect();
-        session.delete(&ids).await?;
+        deletable_ids.extend(delete.iter().map(|&i| rows[i].id));
         count_published(delete.iter().map(|&i| topics[i].as_str()));
         ctx.publishing.succeeded(shard);
     }

@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use order_shared::db::outbox::OutboxSession;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -52,11 +53,11 @@ pub async fn run_shard(
     };
     loop {
         if stop.is_cancelled() && flights.is_empty() {
-            return;
+            return delete_acked(&session, shard, &handoff).await;
         }
         tokio::select! {
-            Some((orders, step)) = flights.next(), if !flights.is_empty() => {
-                handoff.settled(Vec::as_slice(&orders));
+            Some((orders, (acked, step))) = flights.next(), if !flights.is_empty() => {
+                handoff.settled(Vec::as_slice(&orders), Vec::as_slice(&acked));
                 match step {
                     Ok(Step::Published(n)) if n >= handoff.max_rows() => {
                         // A full batch: more rows are likely waiting; claim
@@ -94,11 +95,11 @@ pub async fn run_shard(
                         let (ctx, session) = (&ctx, &session);
                         flights.push(async move { (orders, settle(ctx, session, shard, sent).await) });
                     }
-                    Ok(Sending::Empty) => handoff.settled(&orders),
+                    Ok(Sending::Empty) => handoff.settled(&orders, &[]),
                     Ok(Sending::Blocked) => {
                         // Stopped at a parked row: look again after a while
                         // (`outbox replay` is picked up within this pause).
-                        handoff.settled(&orders);
+                        handoff.settled(&orders, &[]);
                         pause_for(Duration::from_secs(2), resume.as_mut());
                         paused = true;
                     }
@@ -110,9 +111,56 @@ pub async fn run_shard(
     }
 }
 
+static DELETE_WARNINGS: Throttle = Throttle::every_secs(10);
+
+/// Lets a repeated warning through at most once per period.
+struct Throttle {
+    period_secs: u64,
+    /// Seconds since the epoch when one was last let through.
+    last: AtomicU64,
+}
+
+impl Throttle {
+    const fn every_secs(period_secs: u64) -> Self {
+        Throttle {
+            period_secs,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn due(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last.load(Ordering::Relaxed);
+        now >= last + self.period_secs
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+/// A stopped worker deletes the acknowledged rows that no claim took
+/// (else the shard's next owner would publish them again).
+async fn delete_acked(session: &OutboxSession, shard: i32, handoff: &Handoff) {
+    let acked = handoff.take_acked();
+    if acked.is_empty() {
+        return;
+    }
+    if let Err(err) = session.delete(&acked).await {
+        tracing::warn!(shard, rows = acked.len(), error = %err,
+            "Deleting published rows failed; they will be published again.");
+    }
+}
+
 /// Claims the next rows of the shards whose claim began, in one
 /// statement, each up to its limit and without its orders in flight, and
-/// hands each worker its batch; ends every claim.
+/// hands each worker its batch; ends every claim. The rows the claims
+/// carry to delete (acknowledged since each shard's last claim) are
+/// deleted in the same round trip, just before: when that fails, nothing
+/// claimed is handed (it could hold those rows) and they go with the next
+/// claim.
 pub async fn claim_for(
     ctx: &RelayContext,
     session: &OutboxSession,
@@ -121,13 +169,13 @@ pub async fn claim_for(
     if claims.is_empty() {
         return;
     }
-    let end_all = || {
+    let fail_all = |claims: Vec<(i32, Arc<Handoff>, ClaimSpec)>| {
         claims
-            .iter()
-            .for_each(|(_, handoff, _)| handoff.end_claim())
+            .into_iter()
+            .for_each(|(_, handoff, spec)| handoff.claim_failed(spec))
     };
     if !session.lease_valid() {
-        return end_all();
+        return fail_all(claims);
     }
     let shards: Vec<i32> = claims.iter().map(|(shard, _, _)| *shard).collect();
     let limits: Vec<i64> = claims.iter().map(|(_, _, spec)| spec.limit).collect();
@@ -135,13 +183,25 @@ pub async fn claim_for(
         .iter()
         .flat_map(|(_, _, spec)| spec.exclude.iter().copied())
         .collect();
+    let delete: Vec<i64> = claims
+        .iter()
+        .flat_map(|(_, _, spec)| spec.delete.iter().copied())
+        .collect();
     let started = std::time::Instant::now();
-    let claimed = session
-        .claim_many(&shards, &limits, claims_parked(ctx), &in_flight)
-        .await;
+    // Both sent at once: the server runs them in this order on the one
+    // connection, so the claim reads after the delete committed.
+    let (deleted, claimed) = tokio::join!(
+        async {
+            match delete.is_empty() {
+                true => Ok(0),
+                false => session.delete(&delete).await,
+            }
+        },
+        session.claim_many(&shards, &limits, claims_parked(ctx), &in_flight)
+    );
     metrics::histogram!("outbox_claim_seconds").record(started.elapsed().as_secs_f64());
-    match claimed {
-        Ok(mut batches) => {
+    match (deleted, claimed) {
+        (Ok(_), Ok(mut batches)) => {
             for (shard, handoff, _) in &claims {
                 match batches.iter().position(|(s, _)| s == shard) {
                     Some(i) => handoff.hand(batches.swap_remove(i).1),
@@ -149,9 +209,33 @@ pub async fn claim_for(
                 }
             }
         }
-        Err(err) => {
-            end_all();
-            tracing::debug!(error = %err, "Claiming for ready shards failed.");
+        (Err(err), _) => {
+            // Claims stop while deletes fail (rather than re-sending what was
+            // published): say so, but not at every poll.
+            metrics::counter!("outbox_delete_errors_total").increment(1);
+            if DELETE_WARNINGS.due() {
+                tracing::warn!(rows = delete.len(), error = %err,
+                    "Deleting published rows failed; claims wait until it succeeds (logged at most every 10 s).");
+            }
+            fail_all(claims);
         }
+        (Ok(_), Err(err)) => {
+            tracing::debug!(error = %err, "Claiming for ready shards failed.");
+            fail_all(claims);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+
+    #[test]
+    fn a_throttle_lets_one_through_per_period() {
+        let throttle = Throttle::every_secs(3600);
+        assert!(throttle.due());
+        assert!(!throttle.due());
+        assert!(!throttle.due());
+        assert!(Throttle::every_secs(0).due());
     }
 }

@@ -7,6 +7,7 @@ mod consume_records;
 mod consumer_faults;
 mod consumer_locks;
 mod dead_letters;
+mod deletes;
 mod helpers;
 mod inbound;
 mod lease_faults;

@@ -1,0 +1,118 @@
+//! Published rows are deleted by the shard's next claim, in the same round
+//! trip and just before it: a relay that stops deletes the rows no claim
+//! took yet, and while deletes fail nothing is claimed (so nothing is sent
+//! twice).
+
+use crate::helpers::*;
+use order_shared::testing::{TestDb, fresh_database};
+use std::time::Duration;
+
+/// `outbox_sent_total` and the sum of `outbox_published_total{topic}`.
+async fn sent_and_published(port: u16) -> (f64, f64) {
+    let text = metrics_text(port).await;
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (sum("outbox_sent_total"), sum("outbox_published_total"))
+}
+
+async fn read_all(prefix: &str, expected: usize) -> Vec<Record> {
+    let consumer = consumer(&brokers(), &topics(prefix, &["order.placed"]));
+    read_records(
+        &consumer,
+        expected,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+async fn execute(db: &TestDb, sql: &str) {
+    db.connect().await.batch_execute(sql).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_relay_deletes_the_rows_it_published_since_its_last_claim() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    fill_outbox(&db, 20, 1, 8).await;
+    // One claim at the start, the next a minute later: the rows it
+    // published wait for that claim to be deleted.
+    let env = relay_env(
+        &db,
+        &prefix,
+        &brokers(),
+        &[
+            ("OUTBOX_POLL_INTERVAL_MS", "60000"),
+            ("CONSUMER_ENABLED", "false"),
+        ],
+    );
+    let relay = spawn_relay(env.clone()).await;
+    eventually("20 rows acknowledged", Duration::from_secs(30), || async {
+        sent_and_published(relay.port).await == (20.0, 20.0)
+    })
+    .await;
+    assert_eq!(outbox_count(&db).await, 20, "no claim since the acks");
+
+    relay.stop().await;
+    assert_eq!(outbox_count(&db).await, 0, "deleted as the relay stopped");
+    let next = spawn_relay(relay_env(
+        &db,
+        &prefix,
+        &brokers(),
+        &[("CONSUMER_ENABLED", "false")],
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read_all(&prefix, 20).await.len(), 20, "none sent twice");
+    next.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_deletes_fail_nothing_is_claimed_again_and_nothing_sent_twice() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    execute(
+        &db,
+        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected: outbox delete refused'; END $$; \
+         CREATE TRIGGER refuse_delete BEFORE DELETE ON outbox \
+         FOR EACH ROW EXECUTE FUNCTION refuse_delete();",
+    )
+    .await;
+    fill_outbox(&db, 20, 2, 8).await;
+    let relay = spawn_relay(relay_env(
+        &db,
+        &prefix,
+        &brokers(),
+        &[("CONSUMER_ENABLED", "false")],
+    ))
+    .await;
+    eventually("40 rows acknowledged", Duration::from_secs(30), || async {
+        sent_and_published(relay.port).await.1 == 40.0
+    })
+    .await;
+    // Claims every 20 ms for a second: each one's delete fails first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let text = metrics_text(relay.port).await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("outbox_delete_errors_total ") && !l.ends_with(" 0")),
+        "the failed deletes are counted:\n{text}"
+    );
+    assert_eq!(sent_and_published(relay.port).await, (40.0, 40.0));
+    assert_eq!(outbox_count(&db).await, 40, "the trigger kept every row");
+
+    execute(&db, "DROP TRIGGER refuse_delete ON outbox").await;
+    eventually("the outbox emptied", Duration::from_secs(10), || async {
+        outbox_count(&db).await == 0
+    })
+    .await;
+    let records = read_all(&prefix, 40).await;
+    assert_eq!(records.len(), 40, "none sent twice");
+    assert_eq!(sent_and_published(relay.port).await, (40.0, 40.0));
+    relay.stop().await;
+}
