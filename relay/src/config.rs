@@ -11,6 +11,12 @@ use std::time::Duration;
 /// `OUTBOX_MAX_ROWS_IN_FLIGHT` unless set: measured in `docs/benchmarks.md`.
 pub const DEFAULT_MAX_ROWS_IN_FLIGHT: usize = 4_096;
 
+/// `OUTBOX_BATCHES_IN_FLIGHT` unless set: enough that a shard is not left
+/// out of claims while a slow broker acks (measured in `docs/benchmarks.md`,
+/// eighth pass); the rows in them stay within the shard's share of
+/// `OUTBOX_MAX_ROWS_IN_FLIGHT` whatever this is.
+pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 16;
+
 /// What to do when a row is parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParkedPolicy {
@@ -189,7 +195,12 @@ impl RelaySettings {
             max_attempts: parse_in_range(env, "OUTBOX_MAX_ATTEMPTS", 10, 1..=1_000_000)?,
             parked_policy,
             batch_size: parse_in_range(env, "OUTBOX_BATCH_SIZE", 500, 1..=10_000)?,
-            batches_in_flight: parse_in_range(env, "OUTBOX_BATCHES_IN_FLIGHT", 2, 1..=64)?,
+            batches_in_flight: parse_in_range(
+                env,
+                "OUTBOX_BATCHES_IN_FLIGHT",
+                DEFAULT_BATCHES_IN_FLIGHT,
+                1..=64,
+            )?,
             max_rows_in_flight: parse_in_range(
                 env,
                 "OUTBOX_MAX_ROWS_IN_FLIGHT",
@@ -219,7 +230,7 @@ mod tests {
         assert!(!s.kafka.create_topics);
         assert_eq!(s.session_timeout, Duration::from_secs(5));
         assert_eq!(s.publish_stall, Duration::from_secs(60));
-        assert_eq!(s.batches_in_flight, 2);
+        assert_eq!(s.batches_in_flight, DEFAULT_BATCHES_IN_FLIGHT);
         assert_eq!(s.max_rows_in_flight, DEFAULT_MAX_ROWS_IN_FLIGHT);
     }
 
