@@ -186,7 +186,7 @@ impl RelaySettings {
                     1_000_000,
                     1_000..=100_000_000,
                 )?,
-                linger: millis(env, "KAFKA_LINGER_MS", 2, 0..=1_000)?,
+                linger: millis(env, "KAFKA_LINGER_MS", 5, 0..=1_000)?,
                 debug: optional(env, "KAFKA_DEBUG"),
             },
             consumer: ConsumerSettings::from_env(env)?,
