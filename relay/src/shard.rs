@@ -188,9 +188,11 @@ pub async fn claim_for(
         .flat_map(|(_, _, spec)| spec.delete.iter().copied())
         .collect();
     let started = std::time::Instant::now();
-    // Both sent at once: the server runs them in this order on the one
+    // Both sent at once, the delete first (`biased`: polled, and so sent,
+    // in this order): the server runs them in that order on the one
     // connection, so the claim reads after the delete committed.
     let (deleted, claimed) = tokio::join!(
+        biased;
         async {
             match delete.is_empty() {
                 true => Ok(0),
@@ -220,8 +222,11 @@ pub async fn claim_for(
             fail_all(claims);
         }
         (Ok(_), Err(err)) => {
+            // The rows to delete are gone: only the claims end.
             tracing::debug!(error = %err, "Claiming for ready shards failed.");
-            fail_all(claims);
+            claims
+                .iter()
+                .for_each(|(_, handoff, _)| handoff.end_claim());
         }
     }
 }
