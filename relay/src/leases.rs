@@ -146,6 +146,10 @@ async fn run_session(
             }
             _ = probe.tick(), if !workers.is_empty() => {
                 claim_for(ctx, &session, workers.begin_claims(None)).await;
+                // The next one a whole interval after this one ended: when
+                // claims are slow (a saturated database) they do not run
+                // back to back, each bringing a few rows per shard.
+                probe.reset();
             }
             _ = tick.tick() => {
                 if let Some(failing) = ctx.publishing.failing_for()
