@@ -1,6 +1,35 @@
-//! Exponential backoff with a ceiling, shared by every retry loop of the relay.
+//! Exponential backoff with a ceiling, shared by every retry loop of the
+//! relay, and a throttle for work or warnings that many callers may ask
+//! for at once.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Lets something through at most once per period, whoever asks.
+#[derive(Debug)]
+pub struct Throttle {
+    period: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    pub fn new(period: Duration) -> Self {
+        Throttle {
+            period,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether it may go now (and then not again for a period).
+    pub fn due(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < self.period) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+}
 
 /// Doubles the delay after each failure up to `max`; `reset` after a success.
 #[derive(Debug, Clone)]
@@ -32,8 +61,20 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    use super::Backoff;
+    use super::{Backoff, Throttle};
     use std::time::Duration;
+
+    #[test]
+    fn a_throttle_lets_one_through_per_period() {
+        let throttle = Throttle::new(Duration::from_secs(3600));
+        assert!(throttle.due());
+        assert!(!throttle.due());
+        assert!(!throttle.due());
+        let short = Throttle::new(Duration::from_millis(20));
+        assert!(short.due());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(short.due(), "again after the period");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_ceiling_and_resets() {

@@ -1,6 +1,7 @@
 //! The state that the lease coordinator, the shard workers, the consumer and
 //! the health server share. Startup builds it; nothing here starts tasks.
 
+use crate::backoff::Throttle;
 use crate::config::RelaySettings;
 use crate::consumer::health::ConsumerHealth;
 use crate::kafka::{Producers, create_topics};
@@ -23,8 +24,10 @@ pub struct RelayContext {
     pub broker_ok: AtomicBool,
     /// Which consumer partitions are retrying, and whether it runs at all.
     pub consumer: ConsumerHealth,
-    /// When topics were last (re-)created, to rate-limit it.
-    pub topics_checked: Mutex<Option<Instant>>,
+    /// Topics are (re-)created at most every two seconds.
+    pub topics_checked: Throttle,
+    /// Failed deletes of published rows are logged at most every 10 s.
+    pub delete_warnings: Throttle,
     /// Whether sends on this relay's shards keep failing.
     pub publishing: PublishHealth,
 }
@@ -44,7 +47,8 @@ impl RelayContext {
             session_ok: AtomicBool::new(false),
             broker_ok: AtomicBool::new(true),
             consumer: ConsumerHealth::default(),
-            topics_checked: Mutex::new(None),
+            topics_checked: Throttle::new(Duration::from_secs(2)),
+            delete_warnings: Throttle::new(Duration::from_secs(10)),
             publishing: PublishHealth::default(),
         }
     }
@@ -55,15 +59,8 @@ impl RelayContext {
         if !self.settings.kafka.create_topics {
             return;
         }
-        {
-            let mut last = self
-                .topics_checked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(2)) {
-                return;
-            }
-            *last = Some(Instant::now());
+        if !self.topics_checked.due() {
+            return;
         }
         if let Err(e) = create_topics(&self.settings.kafka, &self.topics).await {
             tracing::warn!(error = %e, "Re-creating topics failed.");

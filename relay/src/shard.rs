@@ -12,7 +12,6 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use order_shared::db::outbox::OutboxSession;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -111,36 +110,6 @@ pub async fn run_shard(
     }
 }
 
-static DELETE_WARNINGS: Throttle = Throttle::every_secs(10);
-
-/// Lets a repeated warning through at most once per period.
-struct Throttle {
-    period_secs: u64,
-    /// Seconds since the epoch when one was last let through.
-    last: AtomicU64,
-}
-
-impl Throttle {
-    const fn every_secs(period_secs: u64) -> Self {
-        Throttle {
-            period_secs,
-            last: AtomicU64::new(0),
-        }
-    }
-
-    fn due(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last.load(Ordering::Relaxed);
-        now >= last + self.period_secs
-            && self
-                .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
 /// A stopped worker deletes the acknowledged rows that no claim took
 /// (else the shard's next owner would publish them again).
 async fn delete_acked(session: &OutboxSession, shard: i32, handoff: &Handoff) {
@@ -215,7 +184,7 @@ pub async fn claim_for(
             // Claims stop while deletes fail (rather than re-sending what was
             // published): say so, but not at every poll.
             metrics::counter!("outbox_delete_errors_total").increment(1);
-            if DELETE_WARNINGS.due() {
+            if ctx.delete_warnings.due() {
                 tracing::warn!(rows = delete.len(), error = %err,
                     "Deleting published rows failed; claims wait until it succeeds (logged at most every 10 s).");
             }
@@ -228,19 +197,5 @@ pub async fn claim_for(
                 .iter()
                 .for_each(|(_, handoff, _)| handoff.end_claim());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Throttle;
-
-    #[test]
-    fn a_throttle_lets_one_through_per_period() {
-        let throttle = Throttle::every_secs(3600);
-        assert!(throttle.due());
-        assert!(!throttle.due());
-        assert!(!throttle.due());
-        assert!(Throttle::every_secs(0).due());
     }
 }
