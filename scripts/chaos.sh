@@ -34,4 +34,13 @@ log "Chaos run ($mode); process logs in $CHAOS_LOG_DIR"
 args=()
 [ "$mode" = quick ] && args+=(--quick)
 # Bounded: a hung run is a failed run.
-timeout 900 "$ROOT/target/debug/examples/chaos" "${args[@]}"
+# A failed run shows the end of each process's log here: on CI the log
+# directory is gone with the machine.
+if ! timeout 900 "$ROOT/target/debug/examples/chaos" "${args[@]}"; then
+  for file in "$CHAOS_LOG_DIR"/*.log; do
+    [ -f "$file" ] || continue
+    echo "--- the end of $file"
+    tail -n 15 "$file"
+  done
+  exit 1
+fi

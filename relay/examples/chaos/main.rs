@@ -42,13 +42,14 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs)?;
     let db = fresh_database().await;
     let proxy = TcpProxy::start(host_port(&db.url)).await;
+    let [broker_port, api_port, relay1, relay2, relay3] = free_ports();
     let mut stack = Stack {
         bins,
         logs: logs.clone(),
-        broker_port: free_port(),
+        broker_port,
         proxy,
-        api_port: free_port(),
-        relay_ports: [free_port(), free_port(), free_port()],
+        api_port,
+        relay_ports: [relay1, relay2, relay3],
         tansu: None,
         relays: [None, None, None],
         api: None,
@@ -68,16 +69,12 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..3 {
         stack.start_relay(i);
     }
-    if heal(Duration::from_secs(60), || api_answers(&api))
-        .await
-        .is_none()
-    {
-        anyhow::bail!("order-api did not become ready; see {}", logs.display());
-    }
     let relay_ports = stack.relay_ports;
     let brokers = stack.brokers();
     let proxy = stack.proxy.clone();
     let stack = Arc::new(tokio::sync::Mutex::new(stack));
+    // Supervised from the start: a process that exits while starting is
+    // started again (and listed), as an orchestrator would.
     let stop_supervising = CancellationToken::new();
     let supervisor = {
         let (stack, stop) = (stack.clone(), stop_supervising.clone());
@@ -88,6 +85,20 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
+    if heal(Duration::from_secs(60), || api_answers(&api))
+        .await
+        .is_none()
+    {
+        let answer = api_readiness(&api).await.err().unwrap_or_default();
+        let stack = stack.lock().await;
+        anyhow::bail!(
+            "order-api did not become ready in 60 s (last answer: {answer}; \
+             processes that exited: {}); the end of its log:\n{}\nlogs in {}",
+            stack.crashes.len(),
+            log_tail(&logs, "order-api", 20),
+            logs.display()
+        );
+    }
     heal(Duration::from_secs(60), || async {
         let mut owned = 0.0;
         for port in relay_ports {

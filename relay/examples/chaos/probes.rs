@@ -53,9 +53,25 @@ pub async fn shards_owned(port: u16) -> f64 {
 }
 
 pub async fn api_answers(api: &str) -> bool {
-    reqwest::get(format!("{api}/health/ready"))
-        .await
-        .is_ok_and(|a| a.status() == 200)
+    api_readiness(api).await.is_ok()
+}
+
+/// `/health/ready`'s answer: Ok when 200, else what came back (the status
+/// and body, which names the database error, or why no answer came).
+pub async fn api_readiness(api: &str) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    match client.get(format!("{api}/health/ready")).send().await {
+        Ok(answer) if answer.status() == 200 => Ok(()),
+        Ok(answer) => Err(format!(
+            "{}: {}",
+            answer.status(),
+            answer.text().await.unwrap_or_default()
+        )),
+        Err(err) => Err(format!("no answer: {err}")),
+    }
 }
 
 pub fn restart_postgres() {

@@ -16,11 +16,20 @@ pub const OUT_TOPICS: [&str; 5] = [
     "order.cancelled",
 ];
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// `N` distinct free ports. The listeners are held until all are chosen:
+/// one dropped at once could be handed out again by the next bind.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("a bound port").port())
+}
+
+/// The last `lines` lines of a process's log, for a report.
+pub fn log_tail(dir: &std::path::Path, name: &str, lines: usize) -> String {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 pub fn log_file(dir: &std::path::Path, name: &str) -> std::process::Stdio {
