@@ -13,6 +13,7 @@ mod inbound;
 mod lease_faults;
 mod live;
 mod outage;
+mod plans;
 mod publish;
 mod replicas;
 mod snapshots;

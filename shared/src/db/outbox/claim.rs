@@ -25,6 +25,38 @@ impl OutboxSession {
         Ok(claimed.pop().map(|(_, rows)| rows).unwrap_or_default())
     }
 
+    /// The plan of the claim statement this session prepared, as
+    /// `EXPLAIN EXECUTE` gives it for `shards` shards (0 to `shards - 1`)
+    /// of up to `limit` rows each (for tests).
+    #[cfg(feature = "testing")]
+    pub async fn explain_claim(&self, shards: i32, limit: i64) -> Result<String, StoreError> {
+        // The name tokio-postgres gave it, from the server's list.
+        let name: String = self
+            .timed(self.client.query_one(
+                "SELECT name FROM pg_prepared_statements \
+                 WHERE statement LIKE 'SELECT c.* FROM unnest(%'",
+                &[],
+            ))
+            .await?
+            .try_get(0)?;
+        let list =
+            |item: &dyn Fn(i32) -> String| (0..shards).map(item).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "EXPLAIN EXECUTE {name}('{{{}}}', '{{{}}}', false, '{{}}')",
+            list(&|shard| shard.to_string()),
+            list(&|_| limit.to_string()),
+        );
+        let rows = self.timed(self.client.simple_query(&sql)).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     /// [`claim`](Self::claim) for several shards in one statement: up to
     /// `limits[i]` rows of `shards[i]`, grouped by shard (only shards with
     /// rows). The

@@ -90,7 +90,17 @@ pub enum SessionEvent {
 
 /// Connection settings of the lease session: the pool's, plus server-side
 /// `idle_session_timeout` (twice `timeout`), TCP keepalives and
-/// `tcp_user_timeout` on both ends.
+/// `tcp_user_timeout` on both ends, and no bitmap scans.
+///
+/// Bitmap scans are off because of the claim. An outbox is mostly near
+/// empty, so autovacuum's ANALYZE often samples a few rows, each shard
+/// once. The planner then takes each shard for one row. When a backlog
+/// builds, it reads all of a shard's rows by bitmap and sorts them, for a
+/// `LIMIT` of a few: 100 ms for 32 shards of 1,500 rows, against 8 ms by the
+/// `(shard, id)` index in order. Slower claims let the backlog grow, which
+/// makes them slower still. This was seen in `scripts/bench.sh`: claims of
+/// 60-500 ms, publishing seconds late. The session's other statements use an
+/// index without a bitmap as well: deletes and updates by id, and locks.
 fn session_config(
     settings: &DbSettings,
     timeout: Duration,
@@ -100,7 +110,8 @@ fn session_config(
     let keepalive_secs = (timeout.as_secs() / 2).max(1);
     let options = format!(
         "{} -c idle_session_timeout={} -c tcp_keepalives_idle={keepalive_secs} \
-         -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout={}",
+         -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout={} \
+         -c enable_bitmapscan=off",
         config.get_options().unwrap_or_default(),
         idle.as_millis(),
         idle.as_millis(),

@@ -1,0 +1,73 @@
+//! The claim's plan when the outbox's statistics are stale: an outbox is
+//! mostly near empty, so autovacuum's ANALYZE often sees a few rows, and a
+//! backlog that builds later is planned as if each shard held one row.
+
+use order_shared::db::outbox::OutboxSession;
+use order_shared::testing::fresh_database;
+use std::time::Duration;
+
+const SHARDS: i32 = 32;
+const LIMIT: i64 = 128;
+
+/// A backlog of 1,500 rows per shard after an ANALYZE that saw 24 rows:
+/// the claim reads each shard in id order through `(shard, id)` and stops
+/// at its limit. With bitmap scans allowed, the planner reads all of every
+/// shard's rows and sorts them (about 12 times the work; claims of 60-500
+/// ms in `scripts/bench.sh`).
+#[tokio::test]
+async fn a_backlog_after_an_analyze_of_a_near_empty_outbox_is_claimed_in_index_order() {
+    let db = fresh_database().await;
+    // Rows of about the size of an `order.placed`, in shard `shard` (an
+    // SQL expression of `g`, the row's number).
+    let insert = |rows: i32, shard: &str| {
+        format!(
+            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
+             SELECT gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', \
+             jsonb_build_object('pad', repeat('x', 560)), {shard} FROM generate_series(1, {rows}) g"
+        )
+    };
+    let spread = format!("g % {SHARDS}");
+    // An outbox's life: a backlog is published and deleted, and vacuumed
+    // while a newer row keeps the table's pages (one in a shard nobody
+    // claims here). ANALYZE runs while 24 rows wait, so the planner
+    // expects 24 rows in all those pages. Then a new backlog fills them.
+    // Autovacuum is off for the table, so that no ANALYZE mends the
+    // statistics while the test runs.
+    let client = db.connect().await;
+    for sql in [
+        "ALTER TABLE outbox SET (autovacuum_enabled = false)".to_owned(),
+        insert(48_000, &spread),
+        insert(1, "1000"),
+        "DELETE FROM outbox WHERE shard < 1000".to_owned(),
+        "VACUUM outbox".to_owned(),
+        insert(24, &spread),
+        "ANALYZE outbox".to_owned(),
+        insert(48_000, &spread),
+    ] {
+        client.batch_execute(&sql).await.unwrap();
+    }
+    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let shards: Vec<i32> = (0..SHARDS).collect();
+    let limits = vec![LIMIT; SHARDS as usize];
+    // Past the first five executions, which PostgreSQL plans each time:
+    // the plan after them is the one a running relay keeps.
+    for _ in 0..6 {
+        let claimed = session
+            .claim_many(&shards, &limits, false, &[])
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), SHARDS as usize);
+        assert!(claimed.iter().all(|(_, rows)| rows.len() == LIMIT as usize));
+    }
+    let plan = session.explain_claim(SHARDS, LIMIT).await.unwrap();
+    assert!(
+        !plan.contains("Bitmap"),
+        "the claim reads by bitmap:\n{plan}"
+    );
+    assert!(
+        plan.contains("Index Scan using outbox_shard_id_idx"),
+        "the claim does not read (shard, id) in order:\n{plan}"
+    );
+}
