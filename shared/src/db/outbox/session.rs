@@ -99,8 +99,9 @@ pub enum SessionEvent {
 /// `LIMIT` of a few: 100 ms for 32 shards of 1,500 rows, against 8 ms by the
 /// `(shard, id)` index in order. Slower claims let the backlog grow, which
 /// makes them slower still. This was seen in `scripts/bench.sh`: claims of
-/// 60-500 ms, publishing seconds late. The session's other statements use an
-/// index without a bitmap as well: deletes and updates by id, and locks.
+/// 60-500 ms, publishing seconds late. The session's other statements have
+/// no use for a bitmap scan: deletes and updates by id (an index scan with
+/// `= ANY`), and the advisory-lock queries (no table index).
 fn session_config(
     settings: &DbSettings,
     timeout: Duration,
