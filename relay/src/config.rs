@@ -216,6 +216,16 @@ impl RelaySettings {
     }
 }
 
+/// The relay's async runtime threads (`RELAY_WORKER_THREADS`, default 1).
+/// The relay waits on PostgreSQL and the broker; its work comes in small
+/// pieces (a batch of a row or two per shard), and with a second thread
+/// most of them woke the other thread too: one thread cost about a fifth
+/// less CPU per published event (docs/benchmarks.md, tenth pass). The
+/// consumer's polling and librdkafka have threads of their own.
+pub fn worker_threads(env: &impl Env) -> Result<usize, ConfigError> {
+    parse_in_range(env, "RELAY_WORKER_THREADS", 1, 1..=256)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +265,19 @@ mod tests {
         ] {
             let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
+    fn one_runtime_thread_unless_set() {
+        assert_eq!(worker_threads(&env(&[])).unwrap(), 1);
+        assert_eq!(
+            worker_threads(&env(&[("RELAY_WORKER_THREADS", "4")])).unwrap(),
+            4
+        );
+        for bad in ["0", "many", "-1", "257"] {
+            let err = worker_threads(&env(&[("RELAY_WORKER_THREADS", bad)])).unwrap_err();
+            assert_eq!(err.var, "RELAY_WORKER_THREADS");
         }
     }
 }

@@ -20,9 +20,18 @@ const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox 
                    | dlq list | dlq replay [--topic T] [--since RFC3339] [--limit N] [--dry-run]
                    | snapshot [--order ID]... [--since RFC3339] [--status S] [--all] [--rate N] [--dry-run]]";
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()).await {
+fn main() -> ExitCode {
+    let runtime = order_relay::config::worker_threads(&ProcessEnv)
+        .map_err(anyhow::Error::from)
+        .and_then(|threads| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")
+        });
+    let result = runtime.and_then(|rt| rt.block_on(run(std::env::args().skip(1).collect())));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("order-relay: {err:#}");
