@@ -1,10 +1,21 @@
-//! The claim's plan when the outbox's statistics are stale: an outbox is
-//! mostly near empty, so autovacuum's ANALYZE often sees a few rows, and a
-//! backlog that builds later is planned as if each shard held one row.
+//! The plans of the relay's session when the outbox's statistics are
+//! stale: an outbox is mostly near empty, so autovacuum's ANALYZE often
+//! sees a few rows, and a backlog that builds later is planned as if each
+//! shard held one row.
 
 use order_shared::db::outbox::OutboxSession;
 use order_shared::testing::fresh_database;
 use std::time::Duration;
+
+/// Inserts `rows` rows of about the size of an `order.placed` in shard
+/// `shard` (an SQL expression of `g`, the row's number).
+fn insert(rows: i32, shard: &str) -> String {
+    format!(
+        "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
+         SELECT gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', \
+         jsonb_build_object('pad', repeat('x', 560)), {shard} FROM generate_series(1, {rows}) g"
+    )
+}
 
 const SHARDS: i32 = 32;
 const LIMIT: i64 = 128;
@@ -17,15 +28,6 @@ const LIMIT: i64 = 128;
 #[tokio::test]
 async fn a_backlog_after_an_analyze_of_a_near_empty_outbox_is_claimed_in_index_order() {
     let db = fresh_database().await;
-    // Rows of about the size of an `order.placed`, in shard `shard` (an
-    // SQL expression of `g`, the row's number).
-    let insert = |rows: i32, shard: &str| {
-        format!(
-            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
-             SELECT gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', \
-             jsonb_build_object('pad', repeat('x', 560)), {shard} FROM generate_series(1, {rows}) g"
-        )
-    };
     let spread = format!("g % {SHARDS}");
     // An outbox's life: a backlog is published and deleted, and vacuumed
     // while a newer row keeps the table's pages (one in a shard nobody
@@ -69,5 +71,59 @@ async fn a_backlog_after_an_analyze_of_a_near_empty_outbox_is_claimed_in_index_o
     assert!(
         plan.contains("Index Scan using outbox_shard_id_idx"),
         "the claim does not read (shard, id) in order:\n{plan}"
+    );
+}
+
+/// The session's delete, planned while the outbox was small (a relay
+/// deletes from its first polls) and run after a backlog grew it: rows are
+/// still found by id. With sequential scans allowed the cached plan read
+/// every page (1,300-1,700 pages, 8-9 ms per delete, and every claim waits
+/// behind its delete: claims of 10 ms at p50 in `scripts/bench.sh`).
+#[tokio::test]
+async fn published_rows_are_deleted_by_id_after_the_outbox_grew() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    let spread = format!("g % {SHARDS}");
+    for sql in [
+        "ALTER TABLE outbox SET (autovacuum_enabled = false)".to_owned(),
+        insert(100, &spread),
+        "ANALYZE outbox".to_owned(),
+    ] {
+        client.batch_execute(&sql).await.unwrap();
+    }
+    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let first_ids = |n: i64| {
+        let client = &client;
+        async move {
+            client
+                .query("SELECT id FROM outbox ORDER BY id LIMIT $1", &[&n])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect::<Vec<i64>>()
+        }
+    };
+    // Past the first five executions, which PostgreSQL plans each time.
+    for _ in 0..8 {
+        let ids = first_ids(10).await;
+        assert_eq!(session.delete(&ids).await.unwrap(), 10);
+    }
+    client
+        .batch_execute(&insert(48_000, &spread))
+        .await
+        .unwrap();
+    let ids = first_ids(40).await;
+    assert_eq!(session.delete(&ids).await.unwrap(), 40);
+    let plan = session.explain_delete(&first_ids(40).await).await.unwrap();
+    assert!(
+        !plan.contains("Seq Scan"),
+        "the delete reads the whole outbox:\n{plan}"
+    );
+    assert!(
+        plan.contains("outbox_pkey"),
+        "the delete does not find rows by id:\n{plan}"
     );
 }

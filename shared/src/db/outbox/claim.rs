@@ -30,22 +30,39 @@ impl OutboxSession {
     /// of up to `limit` rows each (for tests).
     #[cfg(feature = "testing")]
     pub async fn explain_claim(&self, shards: i32, limit: i64) -> Result<String, StoreError> {
-        // The name tokio-postgres gave it, from the server's list.
-        let name: String = self
-            .timed(self.client.query_one(
-                "SELECT name FROM pg_prepared_statements \
-                 WHERE statement LIKE 'SELECT c.* FROM unnest(%'",
-                &[],
-            ))
-            .await?
-            .try_get(0)?;
         let list =
             |item: &dyn Fn(i32) -> String| (0..shards).map(item).collect::<Vec<_>>().join(",");
-        let sql = format!(
-            "EXPLAIN EXECUTE {name}('{{{}}}', '{{{}}}', false, '{{}}')",
+        let args = format!(
+            "'{{{}}}', '{{{}}}', false, '{{}}'",
             list(&|shard| shard.to_string()),
             list(&|_| limit.to_string()),
         );
+        self.explain_prepared("SELECT c.* FROM unnest(%", &args)
+            .await
+    }
+
+    /// The plan of the delete statement this session prepared, for `ids`
+    /// (for tests).
+    #[cfg(feature = "testing")]
+    pub async fn explain_delete(&self, ids: &[i64]) -> Result<String, StoreError> {
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let args = format!("'{{{}}}'", ids.join(","));
+        self.explain_prepared("DELETE FROM outbox WHERE id = ANY(%", &args)
+            .await
+    }
+
+    /// `EXPLAIN EXECUTE` of the statement this session prepared whose text
+    /// is `LIKE pattern`, with `args` (SQL literals): the plan it runs now.
+    #[cfg(feature = "testing")]
+    async fn explain_prepared(&self, pattern: &str, args: &str) -> Result<String, StoreError> {
+        let name: String = self
+            .timed(self.client.query_one(
+                "SELECT name FROM pg_prepared_statements WHERE statement LIKE $1",
+                &[&pattern],
+            ))
+            .await?
+            .try_get(0)?;
+        let sql = format!("EXPLAIN EXECUTE {name}({args})");
         let rows = self.timed(self.client.simple_query(&sql)).await?;
         Ok(rows
             .iter()

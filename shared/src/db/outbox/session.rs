@@ -90,18 +90,25 @@ pub enum SessionEvent {
 
 /// Connection settings of the lease session: the pool's, plus server-side
 /// `idle_session_timeout` (twice `timeout`), TCP keepalives and
-/// `tcp_user_timeout` on both ends, and no bitmap scans.
+/// `tcp_user_timeout` on both ends, and no bitmap or sequential scans.
 ///
-/// Bitmap scans are off because of the claim. An outbox is mostly near
-/// empty, so autovacuum's ANALYZE often samples a few rows, each shard
-/// once. The planner then takes each shard for one row. When a backlog
-/// builds, it reads all of a shard's rows by bitmap and sorts them, for a
-/// `LIMIT` of a few: 100 ms for 32 shards of 1,500 rows, against 8 ms by the
-/// `(shard, id)` index in order. Slower claims let the backlog grow, which
-/// makes them slower still. This was seen in `scripts/bench.sh`: claims of
-/// 60-500 ms, publishing seconds late. The session's other statements have
-/// no use for a bitmap scan: deletes and updates by id (an index scan with
-/// `= ANY`), and the advisory-lock queries (no table index).
+/// Both are off because an outbox is mostly near empty while the session's
+/// plans are cached for its life. Autovacuum's ANALYZE often samples a few
+/// rows, each shard once, and a delete first planned on a small table keeps
+/// its plan when a backlog grows it:
+/// - the claim then read all of a shard's rows by bitmap and sorted them,
+///   for a `LIMIT` of a few: 100 ms for 32 shards of 1,500 rows, against
+///   8 ms by the `(shard, id)` index in order;
+/// - the delete of published rows (`id = ANY`) read every page of the
+///   table: 8-9 ms for 1,300-1,700 pages, and the claim sent behind it
+///   waits for it.
+///
+/// Slower claims let the backlog grow, which makes them slower still. Both
+/// were seen in `scripts/bench.sh` (claims of 10-500 ms, publishing up to
+/// seconds late). Every statement of the session has an index to use:
+/// the claim (`(shard, id)`, and the partial index of parked rows), the
+/// deletes and updates by id (the primary key), and the lock queries
+/// (`pg_locks`, a function scan either way; `pg_database` by name).
 fn session_config(
     settings: &DbSettings,
     timeout: Duration,
@@ -112,7 +119,7 @@ fn session_config(
     let options = format!(
         "{} -c idle_session_timeout={} -c tcp_keepalives_idle={keepalive_secs} \
          -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout={} \
-         -c enable_bitmapscan=off",
+         -c enable_bitmapscan=off -c enable_seqscan=off",
         config.get_options().unwrap_or_default(),
         idle.as_millis(),
         idle.as_millis(),
