@@ -92,16 +92,16 @@ pub enum SessionEvent {
 /// `idle_session_timeout` (twice `timeout`), TCP keepalives and
 /// `tcp_user_timeout` on both ends, and no bitmap or sequential scans.
 ///
-/// Both are off because an outbox is mostly near empty while the session's
-/// plans are cached for its life. Autovacuum's ANALYZE often samples a few
-/// rows, each shard once, and a delete first planned on a small table keeps
-/// its plan when a backlog grows it:
-/// - the claim then read all of a shard's rows by bitmap and sorted them,
+/// Both are off because an outbox is mostly near empty, and the session's
+/// prepared statements keep the plans made then for the session's life
+/// (autovacuum's ANALYZE often samples a few rows, each shard once). When
+/// a backlog built:
+/// - the claim read all of a shard's rows by bitmap and sorted them,
 ///   for a `LIMIT` of a few: 100 ms for 32 shards of 1,500 rows, against
 ///   8 ms by the `(shard, id)` index in order;
-/// - the delete of published rows (`id = ANY`) read every page of the
-///   table: 8-9 ms for 1,300-1,700 pages, and the claim sent behind it
-///   waits for it.
+/// - the delete of published rows (`id = ANY`), planned while the table
+///   was small, read every page of it: 8-9 ms for 1,300-1,700 pages, and
+///   the claim sent behind it waited for it.
 ///
 /// Slower claims let the backlog grow, which makes them slower still. Both
 /// were seen in `scripts/bench.sh` (claims of 10-500 ms, publishing up to
