@@ -1,7 +1,8 @@
-//! The plans of the relay's session when the outbox's statistics are
-//! stale: an outbox is mostly near empty, so autovacuum's ANALYZE often
-//! sees a few rows, and a backlog that builds later is planned as if each
-//! shard held one row.
+//! The plans of the relay's session when they were made on a near-empty
+//! outbox: autovacuum's ANALYZE often sees a few rows, so a backlog that
+//! builds later is planned as if each shard held one row (the claim), and
+//! a statement first planned on a small table keeps that plan as the table
+//! grows (the delete).
 
 use order_shared::db::outbox::OutboxSession;
 use order_shared::testing::fresh_database;
