@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct RelayContext {
     pub settings: RelaySettings,
-    /// Live-update hints of the claimed rows, for the API replicas.
+    /// Live-update hints of the changes the consumer applies, for the API
+    /// replicas.
     pub hints: Announcer,
     pub producers: Producers,
     /// Every topic the relay produces to or consumes from (prefixed).

@@ -43,7 +43,6 @@ mod tests {
             created_at: chrono::Utc::now(),
             attempts: 0,
             parked: false,
-            user_id: None,
         };
         let written: BTreeSet<String> = record_headers(&row)
             .iter()

@@ -240,7 +240,6 @@ mod tests {
             created_at: chrono::Utc::now(),
             attempts: 0,
             parked: false,
-            user_id: None,
         }
     }
 

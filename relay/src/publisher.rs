@@ -143,11 +143,6 @@ pub fn send_claimed(
         ctx.publishing.settled(shard);
         return Ok(Sending::Blocked);
     }
-    // Live-update hints now, not after the acks: queued, never waited for.
-    for row in &rows {
-        let user = row.user_id.as_deref().unwrap_or_default();
-        ctx.hints.announce(row.order_id.into(), row.version, user);
-    }
     if !session.lease_valid() {
         return Err(PublishError::LeaseLost);
     }

@@ -140,7 +140,7 @@ async fn listen_once(
     client
         .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
         .await?;
-    tracing::debug!("Live updates: listening for relay hints.");
+    tracing::debug!("Live updates: listening for change hints.");
     listening.notify_one();
     loop {
         let note = tokio::select! {

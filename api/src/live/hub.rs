@@ -247,7 +247,8 @@ impl Hub {
         self.open.store(open, Ordering::Release);
     }
 
-    /// A change announced by the relay or found by the version check: the
+    /// A change another replica or the relay's consumer announced, or the
+    /// version check found: the
     /// order is read again if someone watches it and the version is new.
     pub fn hint(&self, hint: &Hint) {
         if self.open_streams() == 0 {

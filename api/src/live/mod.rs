@@ -4,8 +4,8 @@
 //! announced to the other replicas right after its commit ([`Announcer`]:
 //! queued by the handler, NOTIFYed in batches by a task, outside the write
 //! transaction). A change made by the relay's consumer reaches every
-//! replica as a hint the relay announces when it claims the outbox row
-//! (also the backstop for the rest). Each replica LISTENs on one connection
+//! replica the same way: the consumer announces it after its commit. Each
+//! replica LISTENs on one connection
 //! ([`feed`]) and reads only orders that an open stream watches. A
 //! once-a-second version check of the watched orders keeps streams current
 //! when no hint comes. The create path pays nothing for any of this: no

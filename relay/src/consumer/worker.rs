@@ -221,10 +221,19 @@ impl PartitionWorker {
         client.batch_execute("COMMIT").await?;
         open.close();
         if let Outcome::Applied {
-            transition: Some((from, to)),
-        } = outcome
+            transition,
+            changed,
+        } = &outcome
         {
-            count_transition(from, to);
+            if let Some((from, to)) = transition {
+                count_transition(*from, *to);
+            }
+            // The API replicas' streams learn of the change from this hint
+            // (queued, never waited for), as of the API's own changes.
+            if let Some(hint) = changed {
+                let user = hint.user_id.as_str();
+                self.ctx.hints.announce(hint.order_id, hint.version, user);
+            }
         }
         tracing::info!(key = %inbound.key, outcome = outcome.as_str(), "Event consumed.");
         Ok(outcome)

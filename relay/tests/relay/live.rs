@@ -1,11 +1,11 @@
-//! Live updates (SSE) across API replicas through the relay: the relay
-//! NOTIFYs the rows it claims, and every replica's streams get the change,
-//! whether it was made on another replica or by the relay's consumer. The
-//! replicas' version check is set to a minute, so only the hint path can
-//! deliver within these tests.
+//! Live updates (SSE) across API replicas: each change is announced once,
+//! after its commit, by whoever made it (an API replica or the relay's
+//! consumer), and every replica's streams get it. The replicas' version
+//! check is set to a minute (its most), and no test waits for more than
+//! 40 s, so only the hint path can deliver within these tests.
 
 use crate::helpers::*;
-use crate::inbound::{event, place};
+use crate::inbound::{event, place, wait_status};
 use order_shared::testing::TestDb;
 use order_shared::testing::fresh_database;
 use order_shared::testing::sse::{SseEvent, SseStream};
@@ -93,8 +93,8 @@ async fn a_change_on_one_replica_reaches_the_streams_of_another() {
 
     let order = assert_version(one.next_event(WAIT).await, id, 2);
     assert_eq!(order["status"], "CANCELLED");
-    // The list stream opened after the placement, but the relay may announce
-    // the placement after that: version 1 may come first.
+    // The list stream opened after the placement, but replica a's hint of
+    // the placement may reach b after that: version 1 may come first.
     let mut next = mine.next_event(WAIT).await;
     if next.as_ref().and_then(|e| e.id.clone()) == Some(format!("{id}:1")) {
         next = mine.next_event(WAIT).await;
@@ -122,27 +122,33 @@ async fn a_consumed_payment_event_reaches_the_stream() {
     )
     .await;
 
-    let order = assert_version(one.next_event(Duration::from_secs(60)).await, id, 2);
+    // The consumer joins its group first: up to 40 s, still short of the
+    // replica's version check.
+    let order = assert_version(one.next_event(Duration::from_secs(40)).await, id, 2);
     assert_eq!(order["status"], "CONFIRMED");
     assert_eq!(order["paymentId"], "pay-live");
     relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hints_never_hold_back_publishing_whatever_the_user_id() {
+async fn the_consumer_announces_each_change_once_whatever_the_user_id() {
     // A 20,000-character user id (a NOTIFY payload holds 8,000 bytes) and
-    // none at all: every row is published, and the hints still go out,
-    // sent apart from the claim.
+    // a plain one: every event is applied, and each change is announced
+    // once, by the consumer after its commit, with the user id cut to 255
+    // characters. Publishing the changes' outbox rows announces nothing
+    // more (the relay used to announce every row it claimed, a second hint
+    // of each API change).
     let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let mut orders = Vec::new();
+    for _ in 0..6 {
+        orders.push(place(&db).await);
+    }
     let client = db.connect().await;
     client
         .execute(
-            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
-             SELECT gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', \
-                    CASE WHEN n % 2 = 0 THEN jsonb_build_object('userId', repeat('é', 20000)) \
-                         ELSE '{}'::jsonb END, 3 \
-             FROM generate_series(1, 30) n",
-            &[],
+            "UPDATE orders SET user_id = repeat('é', 20000) WHERE id = ANY($1)",
+            &[&orders[..3].to_vec()],
         )
         .await
         .unwrap();
@@ -161,22 +167,41 @@ async fn hints_never_hold_back_publishing_whatever_the_user_id() {
         .batch_execute("LISTEN order_changes")
         .await
         .unwrap();
-    let relay = spawn_relay(relay_env(&db, &unique_prefix(), &brokers(), &[])).await;
-
+    let relay = spawn_relay(relay_env(&db, &prefix, &brokers(), &[])).await;
+    for id in &orders {
+        let paid = format!(r#","paymentId":"pay-{id}""#);
+        let topic = format!("{prefix}payment.authorized");
+        produce(
+            &brokers(),
+            &topic,
+            &id.to_string(),
+            &event(*id, &paid),
+            None,
+        )
+        .await;
+    }
+    for id in &orders {
+        wait_status(&db, *id, "CONFIRMED").await;
+    }
     eventually("every row published", Duration::from_secs(60), || async {
         outbox_count(&db).await == 0
     })
     .await;
-    let mut hinted = 0;
+    let mut hints = Vec::new();
     while let Ok(Some(payload)) = tokio::time::timeout(Duration::from_secs(2), notes.recv()).await {
-        let hints = order_shared::db::live::parse_hints(&payload).expect("a well-formed hint");
-        assert!(
-            hints
-                .iter()
-                .all(|h| h.user_id.as_str().chars().count() <= 255)
-        );
-        hinted += hints.len();
+        hints.extend(order_shared::db::live::parse_hints(&payload).expect("a well-formed hint"));
     }
-    assert!(hinted >= 30, "{hinted} hints");
+    for id in &orders {
+        let of_order: Vec<_> = hints
+            .iter()
+            .filter(|h| Uuid::from(h.order_id) == *id)
+            .collect();
+        assert_eq!(of_order.len(), 1, "hints of {id}: {of_order:?}");
+        assert_eq!(of_order[0].version, 2);
+        let user = of_order[0].user_id.as_str();
+        let expected = if orders[..3].contains(id) { 255 } else { 5 };
+        assert_eq!(user.chars().count(), expected, "{user:.20}");
+    }
+    assert_eq!(hints.len(), orders.len(), "{hints:?}");
     relay.stop().await;
 }

@@ -5,6 +5,7 @@
 //! ([`InboundEvent::react`]) with its history and outbox rows; the caller
 //! stores the Kafka offset only after the commit.
 
+use super::live::Hint;
 use super::orders::change::{write_changed, write_history};
 use super::orders::read::lock_order;
 use super::{Emit, GenericClient};
@@ -13,12 +14,15 @@ use crate::domain::{InboundEvent, OrderStatus, Reaction};
 use chrono::{SubsecRound, Utc};
 
 /// What consuming one event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The change was applied (and, for payments, an event emitted).
     Applied {
         /// The status change it made (none for an inventory reservation).
         transition: Option<(OrderStatus, OrderStatus)>,
+        /// The order's new version, for the live-update hint the caller
+        /// sends after its commit (none when the version did not change).
+        changed: Option<Hint>,
     },
     /// The key was seen before: nothing done.
     Duplicate,
@@ -32,7 +36,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The label of the outcome (`consumed_events_total{outcome}`, the inbox row).
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Applied { .. } => "applied",
             Outcome::Duplicate => "duplicate",
@@ -88,6 +92,11 @@ pub async fn apply_inbound(
             write_changed(client, &changed, &ctx.emit).await?;
             Outcome::Applied {
                 transition: Some((order.status, changed.order.status)),
+                changed: Some(Hint {
+                    order_id,
+                    version: changed.order.version,
+                    user_id: changed.order.user_id.clone(),
+                }),
             }
         }
         Reaction::Reserved { order, history } => {
@@ -109,7 +118,10 @@ pub async fn apply_inbound(
                 )
                 .await?;
             write_history(client, order_id, &history).await?;
-            Outcome::Applied { transition: None }
+            Outcome::Applied {
+                transition: None,
+                changed: None,
+            }
         }
         Reaction::Ignored { status, history } => {
             write_history(client, order_id, &history).await?;

@@ -111,7 +111,6 @@ impl OutboxSession {
                     created_at: r.try_get(9)?,
                     attempts: r.try_get(10)?,
                     parked: r.try_get(11)?,
-                    user_id: r.try_get(12)?,
                 };
                 match claimed.last_mut() {
                     Some((last, batch)) if *last == shard => batch.push(row),

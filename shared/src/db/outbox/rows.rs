@@ -35,9 +35,6 @@ pub struct OutboxRow {
     pub attempts: i32,
     /// Parked: held back until replayed.
     pub parked: bool,
-    /// The order's owner from the payload (first 255 characters), for the
-    /// live-update hint.
-    pub user_id: Option<String>,
 }
 
 /// A parked row, for `order-relay outbox parked`.

@@ -323,14 +323,11 @@ async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, Store
         // One statement claims for one shard or for all of a relay's idle
         // shards at once (the coordinator's claim every poll interval): up
         // to $2 rows of each ($1), in id order, leaving out the orders $4 whose
-        // rows are in flight. `user_id` (cut like the hints)
-        // is for the live-update hints the relay sends after a claim
-        // (`db::live::Announcer`), apart from it.
+        // rows are in flight.
         claim: prep(format!(
             "SELECT c.* FROM unnest($1::int4[], $2::int8[]) AS s(shard, lim), LATERAL ( \
              SELECT o.shard, id, event_id, aggregate_id, aggregate_version, event_type, topic, \
-             payload::text, headers, created_at, attempts, parked_at IS NOT NULL, \
-             left(payload->>'userId', 255) \
+             payload::text, headers, created_at, attempts, parked_at IS NOT NULL \
              FROM outbox o WHERE o.shard = s.shard \
              AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
              AND o.aggregate_id <> ALL($4::uuid[]) \
