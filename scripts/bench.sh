@@ -12,7 +12,11 @@
 #   (api/examples/floor.rs: poem, jsonwebtoken, serde and tokio-postgres
 #   running pgbench's own statements, no code of ours) the same way: what
 #   the crates the service must use cost on this machine.
-#   3. relay: CPU per published event (from the create runs); drain of
+#   3. relay: CPU per published event (from the create runs), and again
+#      alternated with the floor of the required stack (`bench
+#      publish-floor`: one tokio-postgres connection and the relay's
+#      producer settings claiming, sending and deleting the same rows every
+#      poll interval, no code of ours) under the same creates; drain of
 #      pre-filled rows vs PostgreSQL's own claim + delete of the same rows,
 #      beside a raw producer of as many records and the machine's CPU per
 #      row of each (/proc/stat): the bound two cores put on any drain.
@@ -223,6 +227,36 @@ start_relay() {
 stop_relay() { kill "$relay2_pid"; wait "$relay2_pid" 2>/dev/null || true; }
 
 fresh_broker
+log "3. relay CPU per event beside the floor of the required stack (bench publish-floor), the API's creates, $ROUNDS x (A B)"
+# CPU per event of publisher $1 (a pid) over one wrk run of creates through
+# the API, until the outbox is empty again.
+publish_cpu() {
+  local n0 n1 t0 t1
+  settle
+  n0=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id LIKE 'bench-%'"); t0=$(ticks "$1")
+  wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/create-order.lua "$API/api/orders" >/dev/null
+  settle
+  n1=$(psql_b -c "SELECT count(*) FROM orders WHERE user_id LIKE 'bench-%'"); t1=$(ticks "$1")
+  awk -v t=$((t1 - t0)) -v n=$((n1 - n0)) -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}'
+}
+cpu_relay2=(); cpu_pubfloor=()
+for r in $(seq "$ROUNDS"); do
+  topics="bench.cpu.$r.$(date +%s)."
+  start_relay "$topics" false
+  WAIT_SECS=30 wait_for curl -fsS http://127.0.0.1:3132/health/ready
+  cpu_relay2+=("$(publish_cpu "$relay2_pid")")
+  stop_relay
+  ./target/release/examples/bench publish-floor --brokers "$KAFKA_BROKERS" --pg "$BENCH_URL" --prefix "$topics" \
+    >"$LOG_DIR/bench-publish-floor.log" 2>&1 &
+  pubfloor_pid=$!
+  PIDS+=("$pubfloor_pid")
+  WAIT_SECS=30 wait_for grep -q ready "$LOG_DIR/bench-publish-floor.log"
+  cpu_pubfloor+=("$(publish_cpu "$pubfloor_pid")")
+  kill "$pubfloor_pid"; wait "$pubfloor_pid" 2>/dev/null || true
+done
+echo "  CPU per event: relay ${cpu_relay2[*]} us; floor of the required stack ${cpu_pubfloor[*]} us"
+
+fresh_broker
 ROWS=$((SECS * 20000))
 log "3. drain of $ROWS pre-filled rows: one relay vs PostgreSQL's own claim + delete (pgbench, 32 clients, batches of 500), a warm-up and $ROUNDS x (A B)"
 fill() { fill_outbox "$BENCH_URL" "$ROWS" "$SHARDS"; }
@@ -355,6 +389,8 @@ row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${get_
 row "2. list 20: API / pgbench" "$list_r" ">= 0.9" "$(verdict "$list_r" 0.9 min)"
 row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${list_floor[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")" "" "(reference)"
 row "3. relay CPU per published event (us)" "$cpu_relay" "<= 25" "$(verdict "$cpu_relay" 25 max)"
+row "   the same, alternated with the floor below" "$(printf '%s\n' "${cpu_relay2[@]}" | mean)" "" "(reference)"
+row "   floor of the required stack, CPU per event (us)" "$(printf '%s\n' "${cpu_pubfloor[@]}" | mean)" "" "(reference)"
 row "3. drain: relay / PostgreSQL claim+delete" "$drain_r" ">= 0.8" "$(verdict "$drain_r" 0.8 min)"
 row "   bound: cores / (PG + broker CPU per row) = $bound_rate rows/s, / PG" "$bound_r" "" "(reference)"
 row "4. commit -> ack p99 at 1,000/s (ms; raw producer p99 $raw_p99)" "$ack_p99" "<= 20" "$(verdict "$ack_p99" 20 max)"

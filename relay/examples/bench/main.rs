@@ -18,6 +18,9 @@
 //! `bench inbound-floor --brokers B --topic T --pg URL --count N`
 //!     the floor of the required stack for figure 5: a bare consumer and
 //!     six tokio-postgres workers running pgbench's inbound transaction.
+//! `bench publish-floor --brokers B --pg URL --prefix P [--poll-ms 10]`
+//!     the floor of the required stack for figure 3's CPU per event: a
+//!     bare claim, send and delete loop over the outbox, until stopped.
 //! `bench wait --pg URL --sql Q --target N [--interval-ms 20] [--timeout-secs 120]`
 //!     runs Q (one bigint) on one connection until it returns N.
 //! `bench inbound --brokers B --topic T --count N --prefix P`
@@ -33,6 +36,7 @@ mod common;
 mod floor;
 mod load;
 mod pg;
+mod publish;
 
 use broker::{inbound, ping, producer, steady};
 use common::arg;
@@ -86,6 +90,16 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("publish-floor") => {
+            publish::publish_floor(
+                &brokers,
+                &arg(&args, "--pg", ""),
+                &arg(&args, "--prefix", ""),
+                &["order.placed"],
+                Duration::from_millis(arg(&args, "--poll-ms", "10").parse()?),
+            )
+            .await
+        }
         Some("wait") => {
             pg::wait_for(
                 &arg(&args, "--pg", ""),
@@ -122,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         _ => anyhow::bail!(
-            "usage: bench producer|ping|steady|inbound|inbound-floor|http|wait|latency [options]"
+            "usage: bench producer|ping|steady|inbound|inbound-floor|publish-floor|http|wait|latency [options]"
         ),
     }
 }
