@@ -248,8 +248,8 @@ impl Hub {
     }
 
     /// A change another replica or the relay's consumer announced, or the
-    /// version check found: the
-    /// order is read again if someone watches it and the version is new.
+    /// version check found: the order is read again if someone watches it
+    /// and the version is new.
     pub fn hint(&self, hint: &Hint) {
         if self.open_streams() == 0 {
             return;

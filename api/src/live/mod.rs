@@ -5,11 +5,10 @@
 //! queued by the handler, NOTIFYed in batches by a task, outside the write
 //! transaction). A change made by the relay's consumer reaches every
 //! replica the same way: the consumer announces it after its commit. Each
-//! replica LISTENs on one connection
-//! ([`feed`]) and reads only orders that an open stream watches. A
-//! once-a-second version check of the watched orders keeps streams current
-//! when no hint comes. The create path pays nothing for any of this: no
-//! NOTIFY in its transaction.
+//! replica LISTENs on one connection ([`feed`]) and reads only orders that
+//! an open stream watches. A once-a-second version check of the watched
+//! orders keeps streams current when a hint is lost. The create path pays
+//! nothing for any of this: no NOTIFY in its transaction.
 
 pub mod feed;
 pub mod hub;
