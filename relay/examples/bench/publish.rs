@@ -4,9 +4,11 @@
 //! acknowledged since the last poll and claims the next ones after the last
 //! id it sent (both statements pipelined, as the relay sends them), and
 //! sends those records with the relay's key, payload and CloudEvents
-//! headers. No shards, leases, per-order holds, retries, parking, hints,
-//! metrics or logs, and no task is woken by an ack: what the crates the
-//! relay must use cost for the same records at the same poll interval.
+//! headers (decoded into the relay's row type and built by its header
+//! function, so that both format the same values). No shards, leases,
+//! per-order holds, retries, parking, hints, metrics or logs, and no task
+//! is woken by an ack: what the crates the relay must use cost for the
+//! same records at the same poll interval.
 //! A row committed behind the last id sent waits until a claim finds
 //! nothing and nothing is in flight; then the claim starts again from the
 //! first row.
@@ -14,14 +16,14 @@
 use crate::common::kafka;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use order_relay::kafka::{create_topics, producer_config};
-use rdkafka::message::{Header, OwnedHeaders};
+use order_relay::kafka::{create_topics, producer_config, record_headers};
+use order_shared::db::outbox::OutboxRow;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
-const CLAIM: &str = "SELECT id, event_id::text, aggregate_id::text, event_type, topic, payload::text, \
-     headers->>'traceparent', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+const CLAIM: &str = "SELECT id, event_id, aggregate_id, aggregate_version, event_type, topic, \
+     payload::text, headers, created_at \
      FROM outbox WHERE id > $1 AND parked_at IS NULL ORDER BY id LIMIT 4096";
 const DELETE: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 
@@ -75,32 +77,26 @@ pub async fn publish_floor(
         let rows = rows?;
         found_none = rows.is_empty();
         for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let (event_id, key, event_type): (&str, &str, &str) =
-                (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
-            let topic = format!("{prefix}{}", row.try_get::<_, &str>(4)?);
-            let payload: &str = row.try_get(5)?;
-            let traceparent: Option<&str> = row.try_get(6)?;
-            let time: &str = row.try_get(7)?;
-            let header = |key, value| Header {
-                key,
-                value: Some(value),
+            // The same columns, types and headers as the relay's rows.
+            let row = OutboxRow {
+                id: row.try_get(0)?,
+                event_id: row.try_get(1)?,
+                order_id: row.try_get(2)?,
+                version: row.try_get(3)?,
+                event_type: row.try_get(4)?,
+                topic: row.try_get(5)?,
+                payload: row.try_get(6)?,
+                headers: row.try_get(7)?,
+                created_at: row.try_get(8)?,
+                attempts: 0,
+                parked: false,
             };
-            let mut headers = OwnedHeaders::new_with_capacity(8)
-                .insert(header("ce_specversion", "1.0"))
-                .insert(header("ce_id", event_id))
-                .insert(header("ce_type", event_type))
-                .insert(header("ce_source", "/order-service"))
-                .insert(header("ce_subject", key))
-                .insert(header("ce_time", time))
-                .insert(header("content-type", "application/json"));
-            if let Some(tp) = traceparent {
-                headers = headers.insert(header("traceparent", tp));
-            }
+            let (id, topic) = (row.id, format!("{prefix}{}", row.topic));
+            let key = row.order_id.to_string();
             let record = FutureRecord::to(&topic)
-                .key(key)
-                .payload(payload)
-                .headers(headers);
+                .key(&key)
+                .payload(&row.payload)
+                .headers(record_headers(&row));
             after = after.max(id);
             // A record the local queue refused is claimed again later.
             if let Ok(ack) = producer.send_result(record) {
