@@ -17,14 +17,13 @@ use crate::common::kafka;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use order_relay::kafka::{create_topics, producer_config, record_headers};
-use order_shared::db::outbox::OutboxRow;
+use order_shared::db::outbox::{OutboxRow, ROW_COLUMNS};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
-const CLAIM: &str = "SELECT id, event_id, aggregate_id, aggregate_version, event_type, topic, \
-     payload::text, headers, created_at \
-     FROM outbox WHERE id > $1 AND parked_at IS NULL ORDER BY id LIMIT 4096";
+/// After the columns ([`ROW_COLUMNS`]): the rows after the last id sent.
+const CLAIM: &str = "FROM outbox WHERE id > $1 AND parked_at IS NULL ORDER BY id LIMIT 4096";
 const DELETE: &str = "DELETE FROM outbox WHERE id = ANY($1)";
 
 /// Publishes the outbox of `pg` to `prefix` + each row's topic (`topics`
@@ -49,7 +48,10 @@ pub async fn publish_floor(
         .connect(NoTls)
         .await?;
     tokio::spawn(connection);
-    let (claim, delete) = (client.prepare(CLAIM).await?, client.prepare(DELETE).await?);
+    let claim = client
+        .prepare(&format!("SELECT {ROW_COLUMNS} {CLAIM}"))
+        .await?;
+    let delete = client.prepare(DELETE).await?;
     println!("publish floor: ready");
     let mut in_flight = FuturesUnordered::new();
     let (mut after, mut acked, mut found_none) = (0i64, Vec::<i64>::new(), false);
@@ -78,19 +80,7 @@ pub async fn publish_floor(
         found_none = rows.is_empty();
         for row in rows {
             // The same columns, types and headers as the relay's rows.
-            let row = OutboxRow {
-                id: row.try_get(0)?,
-                event_id: row.try_get(1)?,
-                order_id: row.try_get(2)?,
-                version: row.try_get(3)?,
-                event_type: row.try_get(4)?,
-                topic: row.try_get(5)?,
-                payload: row.try_get(6)?,
-                headers: row.try_get(7)?,
-                created_at: row.try_get(8)?,
-                attempts: 0,
-                parked: false,
-            };
+            let row = OutboxRow::from_columns(&row, 0)?;
             let (id, topic) = (row.id, format!("{prefix}{}", row.topic));
             let key = row.order_id.to_string();
             let record = FutureRecord::to(&topic)

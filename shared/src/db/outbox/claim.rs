@@ -99,19 +99,7 @@ impl OutboxSession {
             let mut claimed: Vec<(i32, Vec<OutboxRow>)> = Vec::new();
             while let Some(r) = stream.try_next().await? {
                 let shard: i32 = r.try_get(0)?;
-                let row = OutboxRow {
-                    id: r.try_get(1)?,
-                    event_id: r.try_get(2)?,
-                    order_id: r.try_get(3)?,
-                    version: r.try_get(4)?,
-                    event_type: r.try_get(5)?,
-                    topic: r.try_get(6)?,
-                    payload: r.try_get(7)?,
-                    headers: r.try_get(8)?,
-                    created_at: r.try_get(9)?,
-                    attempts: r.try_get(10)?,
-                    parked: r.try_get(11)?,
-                };
+                let row = OutboxRow::from_columns(&r, 1)?;
                 match claimed.last_mut() {
                     Some((last, batch)) if *last == shard => batch.push(row),
                     _ => claimed.push((shard, vec![row])),

@@ -9,5 +9,7 @@ pub mod rows;
 pub mod session;
 
 pub use admin::{parked_rows, replay_parked, stats};
-pub use rows::{CHANNEL, MEMBER_CLASS, OutboxRow, OutboxStats, ParkedRow, SHARD_CLASS};
+pub use rows::{
+    CHANNEL, MEMBER_CLASS, OutboxRow, OutboxStats, ParkedRow, ROW_COLUMNS, SHARD_CLASS,
+};
 pub use session::{OutboxSession, SessionEvent, SessionTimedOut};

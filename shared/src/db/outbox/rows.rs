@@ -37,6 +37,33 @@ pub struct OutboxRow {
     pub parked: bool,
 }
 
+/// The columns of an [`OutboxRow`], in the order [`OutboxRow::from_columns`]
+/// reads them (the claim selects them after the shard).
+pub const ROW_COLUMNS: &str = "id, event_id, aggregate_id, aggregate_version, event_type, topic, \
+     payload::text, headers, created_at, attempts, parked_at IS NOT NULL";
+
+impl OutboxRow {
+    /// The row from [`ROW_COLUMNS`] selected at `first` and after.
+    pub fn from_columns(
+        r: &tokio_postgres::Row,
+        first: usize,
+    ) -> Result<Self, tokio_postgres::Error> {
+        Ok(OutboxRow {
+            id: r.try_get(first)?,
+            event_id: r.try_get(first + 1)?,
+            order_id: r.try_get(first + 2)?,
+            version: r.try_get(first + 3)?,
+            event_type: r.try_get(first + 4)?,
+            topic: r.try_get(first + 5)?,
+            payload: r.try_get(first + 6)?,
+            headers: r.try_get(first + 7)?,
+            created_at: r.try_get(first + 8)?,
+            attempts: r.try_get(first + 9)?,
+            parked: r.try_get(first + 10)?,
+        })
+    }
+}
+
 /// A parked row, for `order-relay outbox parked`.
 #[derive(Debug, Clone)]
 pub struct ParkedRow {

@@ -12,7 +12,7 @@
 //! the locks at least one idle timeout after that, so a cut relay stops
 //! working its shards before another relay can lease them.
 
-use super::rows::{CHANNEL, MEMBER_CLASS, SHARD_CLASS};
+use super::rows::{CHANNEL, MEMBER_CLASS, ROW_COLUMNS, SHARD_CLASS};
 use crate::StoreError;
 use crate::db::{DbSettings, pg_config};
 use std::collections::HashSet;
@@ -326,8 +326,7 @@ async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, Store
         // rows are in flight.
         claim: prep(format!(
             "SELECT c.* FROM unnest($1::int4[], $2::int8[]) AS s(shard, lim), LATERAL ( \
-             SELECT o.shard, id, event_id, aggregate_id, aggregate_version, event_type, topic, \
-             payload::text, headers, created_at, attempts, parked_at IS NOT NULL \
+             SELECT o.shard, {ROW_COLUMNS} \
              FROM outbox o WHERE o.shard = s.shard \
              AND ($3 OR (parked_at IS NULL AND {NOT_HELD_BACK})) \
              AND o.aggregate_id <> ALL($4::uuid[]) \
