@@ -107,9 +107,9 @@ spawn_tansu() {
 fill_outbox() {
   psql "$1" -qAt -v ON_ERROR_STOP=1 -c "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard)
     SELECT gen_random_uuid(), o.id, v, 'order.placed', 'order.placed',
-      jsonb_build_object('eventId', gen_random_uuid(), 'eventType', 'order.placed',
+      json_build_object('eventId', gen_random_uuid(), 'eventType', 'order.placed',
         'occurredAt', '2026-01-01T00:00:00.000Z', 'orderId', o.id, 'userId', 'alice', 'version', v,
-        'data', jsonb_build_object('items', jsonb_build_array(jsonb_build_object('productId', 'sku-1',
+        'data', json_build_object('items', json_build_array(json_build_object('productId', 'sku-1',
           'quantity', 2, 'unitPrice', 1999, 'lineTotal', 3998)), 'totalAmount', 3998, 'currency', 'USD')),
       abs(hashtext(o.id::text)) % $3
     FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $2 / 5)) o, generate_series(1, 5) v

@@ -26,12 +26,12 @@ WITH v AS (
 ), ob AS (
   INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, headers, shard)
   SELECT v.eid, o.id, 1, 'order.placed', 'order.placed',
-    jsonb_build_object('eventId', v.eid, 'eventType', 'order.placed', 'occurredAt', v.at,
+    json_build_object('eventId', v.eid, 'eventType', 'order.placed', 'occurredAt', v.at,
       'orderId', o.id, 'userId', v.uid, 'version', 1,
-      'data', jsonb_build_object(
-        'items', '[{"productId": "sku-1","quantity": 2,"unitPrice": 1999,"lineTotal": 3998},{"productId": "sku-2","quantity": 1,"unitPrice": 500,"lineTotal": 500}]'::jsonb,
+      'data', json_build_object(
+        'items', '[{"productId": "sku-1","quantity": 2,"unitPrice": 1999,"lineTotal": 3998},{"productId": "sku-2","quantity": 1,"unitPrice": 500,"lineTotal": 500}]'::json,
         'totalAmount', 4498, 'currency', 'USD',
-        'shippingAddress', '{"name": "Bench","line1": "1 Main St","city": "X","postalCode": "1","country": "US"}'::jsonb)),
+        'shippingAddress', '{"name": "Bench","line1": "1 Main St","city": "X","postalCode": "1","country": "US"}'::json)),
     '{}'::jsonb, abs(hashtext(o.id::text)) % 32
   FROM o, v
 )

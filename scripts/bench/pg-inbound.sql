@@ -30,9 +30,9 @@ WITH e AS (
 ), ob AS (
   INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, headers, shard)
   SELECT e.eid, u.id, :v::int8 + 1, 'order.confirmed', 'order.confirmed',
-    jsonb_build_object('eventId', e.eid, 'eventType', 'order.confirmed', 'occurredAt', e.at,
+    json_build_object('eventId', e.eid, 'eventType', 'order.confirmed', 'occurredAt', e.at,
       'orderId', u.id, 'userId', 'bench', 'version', :v::int8 + 1,
-      'data', jsonb_build_object('paymentId', concat('pay-', :k::int))),
+      'data', json_build_object('paymentId', concat('pay-', :k::int))),
     '{}'::jsonb, abs(hashtext(u.id::text)) % 32
   FROM u, e
 )

@@ -38,9 +38,9 @@ const CONFIRM: &str = "WITH e AS ( \
      ), ob AS ( \
        INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, headers, shard) \
        SELECT e.eid, u.id, $3 + 1, 'order.confirmed', 'order.confirmed', \
-         jsonb_build_object('eventId', e.eid, 'eventType', 'order.confirmed', 'occurredAt', e.at, \
+         json_build_object('eventId', e.eid, 'eventType', 'order.confirmed', 'occurredAt', e.at, \
            'orderId', u.id, 'userId', 'bench', 'version', $3 + 1, \
-           'data', jsonb_build_object('paymentId', $2::text)), \
+           'data', json_build_object('paymentId', $2::text)), \
          '{}'::jsonb, abs(hashtext(u.id::text)) % 32 \
        FROM u, e \
      ) SELECT count(*) FROM u";

@@ -145,7 +145,7 @@ async fn the_skip_policy_skips_the_parked_rows_order_not_the_shard_position() {
     db.connect()
         .await
         .execute(
-            "UPDATE outbox SET payload = payload - 'pad' WHERE aggregate_id = $1",
+            "UPDATE outbox SET payload = payload::jsonb - 'pad' WHERE aggregate_id = $1",
             &[&poison],
         )
         .await

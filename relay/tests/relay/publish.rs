@@ -250,7 +250,7 @@ async fn a_poison_row_is_parked_stops_its_shard_and_replays_once_fixed() {
     // Fix the row, then replay it.
     client
         .execute(
-            "UPDATE outbox SET payload = payload - 'pad' WHERE aggregate_version = 1",
+            "UPDATE outbox SET payload = payload::jsonb - 'pad' WHERE aggregate_version = 1",
             &[],
         )
         .await
@@ -360,4 +360,29 @@ async fn one_claim_takes_the_next_rows_of_several_shards_in_order() {
         vec![(1, vec![2]), (3, vec![1])],
         "each shard its own limit"
     );
+}
+
+/// The record value is the envelope as its writer wrote it: the outbox
+/// keeps the text (`json`), rather than a tree that PostgreSQL prints back
+/// with its own key order and spacing (`jsonb`).
+#[tokio::test]
+async fn a_claim_returns_the_payload_as_it_was_written() {
+    let db = fresh_database().await;
+    let written = r#"{"z":1,"a":{"y":true, "b":null},"n":1.50}"#;
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
+             VALUES (gen_random_uuid(), gen_random_uuid(), 1, 'order.placed', 'order.placed', $1::text::json, 0)",
+            &[&written],
+        )
+        .await
+        .unwrap();
+    let (session, _events) =
+        order_shared::db::outbox::OutboxSession::connect(&db.settings(), Duration::from_secs(5))
+            .await
+            .unwrap();
+    let rows = session.claim(0, 10, false).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].payload, written, "byte for byte");
 }

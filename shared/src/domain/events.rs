@@ -91,7 +91,8 @@ pub struct OutboxEvent {
 }
 
 /// An event's envelope written straight to JSON text (no `Value` tree on
-/// the create path); stored in the outbox's `jsonb` column as it is.
+/// the create path); stored in the outbox's `json` column as it is and
+/// published as it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPayload(pub String);
 
