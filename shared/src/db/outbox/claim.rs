@@ -27,13 +27,18 @@ impl OutboxSession {
 
     /// The plan of the claim statement this session prepared, as
     /// `EXPLAIN EXECUTE` gives it for `shards` shards (0 to `shards - 1`)
-    /// of up to `limit` rows each (for tests).
+    /// of up to `limit` rows each, parked rows included or not (for tests).
     #[cfg(feature = "testing")]
-    pub async fn explain_claim(&self, shards: i32, limit: i64) -> Result<String, StoreError> {
+    pub async fn explain_claim(
+        &self,
+        shards: i32,
+        limit: i64,
+        include_parked: bool,
+    ) -> Result<String, StoreError> {
         let list =
             |item: &dyn Fn(i32) -> String| (0..shards).map(item).collect::<Vec<_>>().join(",");
         let args = format!(
-            "'{{{}}}', '{{{}}}', false, '{{}}'",
+            "'{{{}}}', '{{{}}}', {include_parked}, '{{}}'",
             list(&|shard| shard.to_string()),
             list(&|_| limit.to_string()),
         );

@@ -90,7 +90,8 @@ pub enum SessionEvent {
 
 /// Connection settings of the lease session: the pool's, plus server-side
 /// `idle_session_timeout` (twice `timeout`), TCP keepalives and
-/// `tcp_user_timeout` on both ends, and no bitmap or sequential scans.
+/// `tcp_user_timeout` on both ends, no bitmap or sequential scans, and
+/// random reads priced as the reads of a hot table.
 ///
 /// Both are off because an outbox is mostly near empty, and the session's
 /// prepared statements keep the plans made then for the session's life
@@ -105,7 +106,18 @@ pub enum SessionEvent {
 ///
 /// Slower claims let the backlog grow, which makes them slower still. Both
 /// were seen in `scripts/bench.sh` (claims of 10-500 ms, publishing up to
-/// seconds late). Every statement of the session has an index to use:
+/// seconds late).
+///
+/// The session also prices a random page read at 1.1 sequential ones
+/// (`random_page_cost`, 4 by default), as the outbox is read while it is
+/// hot. With the default, a backlog written in id order is claimed
+/// through the primary key: the whole outbox in id order, every shard's
+/// rows read and 31 of 32 thrown away (a shard's rows are spread over
+/// every page, so the planner prices `(shard, id)` as a random read per
+/// row). That made a 200,000-row drain's claims of 128 rows 2-3 ms each
+/// instead of under 1 ms (docs/benchmarks.md, twelfth pass).
+///
+/// Every statement of the session has an index to use:
 /// the claim (`(shard, id)`, and the partial index of parked rows), the
 /// deletes and updates by id (the primary key), and the lock queries
 /// (`pg_locks`, a function scan either way; `pg_database` by name).
@@ -119,7 +131,7 @@ fn session_config(
     let options = format!(
         "{} -c idle_session_timeout={} -c tcp_keepalives_idle={keepalive_secs} \
          -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout={} \
-         -c enable_bitmapscan=off -c enable_seqscan=off",
+         -c enable_bitmapscan=off -c enable_seqscan=off -c random_page_cost=1.1",
         config.get_options().unwrap_or_default(),
         idle.as_millis(),
         idle.as_millis(),
