@@ -78,6 +78,10 @@ async fn a_backlog_after_an_analyze_of_a_near_empty_outbox_is_claimed_in_index_o
         plan.contains("Index Scan using outbox_shard_id_idx"),
         "the claim does not read (shard, id) in order:\n{plan}"
     );
+    assert!(
+        plan.contains("InitPlan"),
+        "the claim checks every row for a parked row of its order, not once whether any is parked:\n{plan}"
+    );
 }
 
 /// A backlog written as orders come, each shard's rows spread over the
