@@ -45,16 +45,11 @@ log "(a1) raw producer limit"
 
 log "(a2) PostgreSQL claim + delete limit (pgbench: 32 clients, one per shard, batches of 500, one statement each)"
 fill
-claim_sql=$(mktemp)
-cat >"$claim_sql" <<'SQL'
-\set s :client_id
-WITH c AS (SELECT id FROM outbox WHERE shard = :s AND parked_at IS NULL ORDER BY id LIMIT 500), d AS (DELETE FROM outbox o USING c WHERE o.id = c.id RETURNING length(o.payload::text)) SELECT count(*) FROM d;
-SQL
 start=$(now_ms)
-PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -f "$claim_sql" -c $SHARDS -j 2 \
+PGOPTIONS="$RELAY_SESSION_PGOPTIONS" \
+  PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -f scripts/bench/pg-claim.sql -c $SHARDS -j 2 \
   -t $(( ROWS / SHARDS / 500 + 2 )) "$BENCH_DB" >"$LOG_DIR/bench-pgbench.log" 2>&1
 ms=$(( $(now_ms) - start ))
-rm -f "$claim_sql"
 echo "postgres claim+delete: $ROWS rows in $((ms / 1000)).$(( (ms % 1000) / 100 )) s = $(( ROWS * 1000 / ms )) rows/s (left: $(count))"
 
 drain() {

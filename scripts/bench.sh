@@ -260,11 +260,6 @@ fresh_broker
 ROWS=$((SECS * 20000))
 log "3. drain of $ROWS pre-filled rows: one relay vs PostgreSQL's own claim + delete (pgbench, 32 clients, batches of 500), a warm-up and $ROUNDS x (A B)"
 fill() { fill_outbox "$BENCH_URL" "$ROWS" "$SHARDS"; }
-claim_sql="$LOG_DIR/bench-claim.sql"
-cat >"$claim_sql" <<'SQL'
-\set s :client_id
-WITH c AS (SELECT id FROM outbox WHERE shard = :s AND parked_at IS NULL ORDER BY id LIMIT 500), d AS (DELETE FROM outbox o USING c WHERE o.id = c.id RETURNING length(o.payload::text)) SELECT count(*) FROM d;
-SQL
 # The machine's busy CPU (every process, all cores) in ticks, from /proc/stat.
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}'; }
@@ -275,7 +270,8 @@ drain_pg=(); drain_relay=(); drain_raw=(); cpu_pg=(); cpu_raw=(); cpu_drain=()
 for r in $(seq 0 "$ROUNDS"); do
   fill
   t0=$(now_ms); b0=$(busy)
-  PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -f "$claim_sql" -c $SHARDS -j 2 \
+  PGOPTIONS="$RELAY_SESSION_PGOPTIONS" \
+    PGPASSWORD=orders pgbench -h 127.0.0.1 -p "$PG_PORT" -U orders -n -M prepared -f scripts/bench/pg-claim.sql -c $SHARDS -j 2 \
     -t $((ROWS / SHARDS / 500 + 3)) "$BENCH_DB" >/dev/null 2>&1
   [ "$r" = 0 ] || { drain_pg+=("$((ROWS * 1000 / ($(now_ms) - t0)))"); cpu_pg+=("$(us_per $(($(busy) - b0)) "$ROWS")"); }
   psql_b -c "DELETE FROM outbox" >/dev/null
