@@ -180,3 +180,17 @@ async fn published_rows_are_deleted_by_id_after_the_outbox_grew() {
         "the delete does not find rows by id:\n{plan}"
     );
 }
+
+/// The session writes only deletes of acknowledged rows and failure
+/// counts: its commits do not wait for the WAL flush (a lost delete means a
+/// row published again, which at-least-once delivery allows). One flush
+/// per delete held a drain of 200,000 rows at 51-57k events/s (68-74k
+/// without).
+#[tokio::test]
+async fn the_session_does_not_wait_for_the_disk_at_commit() {
+    let db = fresh_database().await;
+    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(session.setting("synchronous_commit").await.unwrap(), "off");
+}

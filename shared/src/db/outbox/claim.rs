@@ -56,6 +56,18 @@ impl OutboxSession {
             .await
     }
 
+    /// A setting of this session (`current_setting`), for tests.
+    #[cfg(feature = "testing")]
+    pub async fn setting(&self, name: &str) -> Result<String, StoreError> {
+        let row = self
+            .timed(
+                self.client
+                    .query_one("SELECT current_setting($1)", &[&name]),
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// `EXPLAIN EXECUTE` of the statement this session prepared whose text
     /// is `LIKE pattern`, with `args` (SQL literals): the plan it runs now.
     #[cfg(feature = "testing")]
