@@ -97,8 +97,7 @@ pub enum SessionEvent {
 /// Bitmap and sequential scans are off because an outbox is mostly near
 /// empty, and the session's prepared statements keep the plans made then
 /// for the session's life (autovacuum's ANALYZE often samples a few rows,
-/// each shard once). When
-/// a backlog built:
+/// each shard once). When a backlog built:
 /// - the claim read all of a shard's rows by bitmap and sorted them,
 ///   for a `LIMIT` of a few: 100 ms for 32 shards of 1,500 rows, against
 ///   8 ms by the `(shard, id)` index in order;
