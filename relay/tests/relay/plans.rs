@@ -89,7 +89,7 @@ async fn a_backlog_after_an_analyze_of_a_near_empty_outbox_is_claimed_in_index_o
 /// shard's rows through `(shard, id)`, under either parked-row policy.
 /// With `random_page_cost` at its default the planner read the whole
 /// outbox through the primary key instead, keeping 1 row in 32 (claims
-/// 2-3 times slower in a drain of 200,000 rows).
+/// 3-4 times slower in a drain of 200,000 rows).
 #[tokio::test]
 async fn a_backlog_analyzed_as_written_is_claimed_through_its_shards_index() {
     let db = fresh_database().await;
