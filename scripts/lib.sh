@@ -102,11 +102,12 @@ spawn_tansu() {
 }
 
 # Benchmarks: the planner and commit settings of the relay's lease session
-# (shared/src/db/outbox/session.rs), for pgbench's claims of the same rows.
+# (shared/src/db/mod.rs, shared/src/db/outbox/session.rs), for pgbench's
+# claims of the same rows.
 # With the default random_page_cost, both read the whole outbox through the
 # primary key to claim one shard's rows.
 # shellcheck disable=SC2034 # used by the bench scripts that source this
-RELAY_SESSION_PGOPTIONS="-c enable_bitmapscan=off -c enable_seqscan=off -c random_page_cost=1.1 -c synchronous_commit=off"
+RELAY_SESSION_PGOPTIONS="-c jit=off -c enable_bitmapscan=off -c enable_seqscan=off -c random_page_cost=1.1 -c synchronous_commit=off"
 
 # Benchmarks: inserts ROWS outbox rows (5 versions each of ROWS / 5 orders,
 # `order.placed` envelopes of ~320 bytes) spread over SHARDS shards, then

@@ -3,12 +3,14 @@
 //! can trail, see DESIGN section 8).
 
 use order_relay::{Relay, RelaySettings};
+use order_shared::db::outbox::{OutboxSession, SessionEvent};
 use order_shared::testing::TestDb;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 pub fn brokers() -> String {
@@ -123,6 +125,14 @@ pub async fn fill_outbox(db: &TestDb, orders: i32, versions: i32, shards: i32) {
 }
 
 /// The one number a `SELECT count(*) ...` returns.
+/// A relay's lease session on `db`, for claims by hand, with the receiver
+/// of its events (keep it while the session is used).
+pub async fn lease_session(db: &TestDb) -> (OutboxSession, UnboundedReceiver<SessionEvent>) {
+    OutboxSession::connect(&db.settings(), Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
 pub async fn count(db: &TestDb, sql: &str) -> i64 {
     db.connect().await.query_one(sql, &[]).await.unwrap().get(0)
 }

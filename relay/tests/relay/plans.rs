@@ -2,11 +2,10 @@
 //! outbox: autovacuum's ANALYZE often sees a few rows, so a backlog that
 //! builds later is planned as if each shard held one row (the claim), and
 //! a statement first planned on a small table keeps that plan as the table
-//! grows (the delete).
+//! grows (the delete). And no statement of the service is compiled by JIT.
 
-use order_shared::db::outbox::OutboxSession;
+use crate::helpers::lease_session;
 use order_shared::testing::fresh_database;
-use std::time::Duration;
 
 /// Inserts `rows` rows of about the size of an `order.placed` in shard
 /// `shard` (an SQL expression of `g`, the row's number).
@@ -54,9 +53,7 @@ async fn a_backlog_after_an_analyze_of_a_near_empty_outbox_is_claimed_in_index_o
     ] {
         client.batch_execute(&sql).await.unwrap();
     }
-    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (session, _events) = lease_session(&db).await;
     let shards: Vec<i32> = (0..SHARDS).collect();
     let limits = vec![LIMIT; SHARDS as usize];
     // Past the first five executions, which PostgreSQL plans each time:
@@ -104,9 +101,7 @@ async fn a_backlog_analyzed_as_written_is_claimed_through_its_shards_index() {
     ] {
         client.batch_execute(&sql).await.unwrap();
     }
-    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (session, _events) = lease_session(&db).await;
     for include_parked in [true, false] {
         // Past the first five executions, which PostgreSQL plans each time.
         for _ in 0..6 {
@@ -144,9 +139,7 @@ async fn published_rows_are_deleted_by_id_after_the_outbox_grew() {
     ] {
         client.batch_execute(&sql).await.unwrap();
     }
-    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (session, _events) = lease_session(&db).await;
     let first_ids = |n: i64| {
         let client = &client;
         async move {
@@ -189,8 +182,72 @@ async fn published_rows_are_deleted_by_id_after_the_outbox_grew() {
 #[tokio::test]
 async fn the_session_does_not_wait_for_the_disk_at_commit() {
     let db = fresh_database().await;
-    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(30))
+    let (session, _events) = lease_session(&db).await;
+    assert_eq!(session.setting("synchronous_commit").await.unwrap(), "off");
+}
+
+/// The lines of `EXPLAIN sql` on `client`.
+async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    let messages = client
+        .simple_query(&format!("EXPLAIN {sql}"))
         .await
         .unwrap();
-    assert_eq!(session.setting("synchronous_commit").await.unwrap(), "off");
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// In a database where PostgreSQL would compile every statement
+/// (`jit_above_cost = 0`), the lease session's claim and the pool's
+/// statements run without JIT compilation. By default a claim for 32
+/// shards passes the threshold (100,000) from about 450,000 rows waiting,
+/// and each claim then spent 8-16 ms of its 40 ms compiling (1.5 million
+/// rows waiting): every execution compiles again. A plain session of the
+/// same database does compile, so the check can fail.
+#[tokio::test]
+async fn no_statement_of_the_service_is_compiled_by_jit() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    let jit: bool = client
+        .query_one("SELECT pg_jit_available()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if !jit {
+        eprintln!("this PostgreSQL has no JIT provider: nothing to check");
+        return;
+    }
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{0}\" SET jit = on; ALTER DATABASE \"{0}\" SET jit_above_cost = 0; {1}",
+            db.name,
+            insert(100, "g % 4")
+        ))
+        .await
+        .unwrap();
+    let count = "SELECT count(*) FROM outbox WHERE shard = 3";
+    let plain = db.connect().await;
+    let plan = explain(&plain, count).await;
+    assert!(
+        plan.contains("JIT:"),
+        "a plain session does not compile:\n{plan}"
+    );
+
+    let (session, _events) = lease_session(&db).await;
+    assert_eq!(session.claim(3, LIMIT, false).await.unwrap().len(), 25);
+    let plan = session.explain_claim(SHARDS, LIMIT, false).await.unwrap();
+    assert!(!plan.contains("JIT:"), "the claim is compiled:\n{plan}");
+
+    let pool = order_shared::db::build_pool(&db.settings()).unwrap();
+    let pooled = pool.get().await.unwrap();
+    let plan = explain(&pooled, count).await;
+    assert!(
+        !plan.contains("JIT:"),
+        "a pooled statement is compiled:\n{plan}"
+    );
 }

@@ -3,11 +3,10 @@
 use crate::helpers::*;
 use order_shared::db::Emit;
 use order_shared::db::orders::{CreateOrder, create_order, transition_order};
-use order_shared::db::outbox::OutboxSession;
 use order_shared::domain::{
     AddressInput, Change, ItemInput, NewOrder, NewOrderInput, Transition, UserId,
 };
-use order_shared::testing::{TestDb, fresh_database};
+use order_shared::testing::fresh_database;
 use order_shared::trace::TraceParent;
 use std::time::Duration;
 use uuid::Uuid;
@@ -306,7 +305,7 @@ async fn one_claim_takes_the_next_rows_of_several_shards_in_order() {
         )
         .await
         .unwrap();
-    let session = lease_session(&db).await;
+    let (session, _events) = lease_session(&db).await;
     let ids = |claimed: &[(i32, Vec<order_shared::db::outbox::OutboxRow>)]| {
         claimed
             .iter()
@@ -376,16 +375,8 @@ async fn a_claim_returns_the_payload_as_it_was_written() {
         )
         .await
         .unwrap();
-    let session = lease_session(&db).await;
+    let (session, _events) = lease_session(&db).await;
     let rows = session.claim(0, 10, false).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].payload, written, "byte for byte");
-}
-
-/// A relay's lease session on `db`, for claims by hand.
-async fn lease_session(db: &TestDb) -> OutboxSession {
-    let (session, _events) = OutboxSession::connect(&db.settings(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    session
 }
