@@ -204,11 +204,11 @@ async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
 
 /// In a database where PostgreSQL would compile every statement
 /// (`jit_above_cost = 0`), the lease session's claim and the pool's
-/// statements run without JIT compilation. By default a claim for 32
-/// shards passes the threshold (100,000) from about 450,000 rows waiting,
-/// and each claim then spent 8-16 ms of its 40 ms compiling (1.5 million
-/// rows waiting): every execution compiles again. A plain session of the
-/// same database does compile, so the check can fail.
+/// statements run without JIT compilation. By default, with 1.5 million
+/// rows waiting, a claim for 32 shards passed the threshold (100,000) and
+/// each claim spent 8-16 ms compiling (34 ms without): every execution
+/// compiles again. A plain session of the same database does compile, so
+/// the check can fail.
 #[tokio::test]
 async fn no_statement_of_the_service_is_compiled_by_jit() {
     let db = fresh_database().await;
