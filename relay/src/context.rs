@@ -5,6 +5,7 @@ use crate::backoff::Throttle;
 use crate::config::RelaySettings;
 use crate::consumer::health::ConsumerHealth;
 use crate::kafka::{Producers, create_topics};
+use crate::outlets::PublishMeters;
 use order_shared::db::live::Announcer;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,9 +32,12 @@ pub struct RelayContext {
     pub delete_warnings: Throttle,
     /// Whether sends on this relay's shards keep failing.
     pub publishing: PublishHealth,
+    /// Publishing's metric handles and topic names, made once.
+    pub meters: PublishMeters,
 }
 
 impl RelayContext {
+    /// Registers metric handles: install the recorder first.
     pub fn new(
         settings: RelaySettings,
         producers: Producers,
@@ -41,6 +45,7 @@ impl RelayContext {
         hints: Announcer,
     ) -> Self {
         RelayContext {
+            meters: PublishMeters::new(&settings.kafka.topic_prefix),
             hints,
             settings,
             producers,

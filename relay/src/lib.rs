@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod health;
 pub mod kafka;
 pub mod leases;
+pub mod outlets;
 pub mod publisher;
 pub mod shard;
 pub mod snapshot;

@@ -8,11 +8,13 @@
 use crate::config::ParkedPolicy;
 use crate::context::RelayContext;
 use crate::kafka::{Fault, classify, record_headers};
+use crate::outlets::Outlet;
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
@@ -66,17 +68,20 @@ fn since(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>)
 }
 
 /// Counts published records per topic: one counter update per topic and
-/// batch, not one label lookup per record.
-fn count_published<'a>(topics: impl Iterator<Item = &'a str>) {
-    let mut counts: Vec<(&str, u64)> = Vec::new();
-    for topic in topics {
-        match counts.iter_mut().find(|(t, _)| *t == topic) {
+/// batch.
+fn count_published<'a>(outlets: impl Iterator<Item = &'a Outlet>) {
+    let mut counts: Vec<(&Outlet, u64)> = Vec::new();
+    for outlet in outlets {
+        match counts
+            .iter_mut()
+            .find(|(o, _)| Arc::ptr_eq(&o.name, &outlet.name))
+        {
             Some((_, n)) => *n += 1,
-            None => counts.push((topic, 1)),
+            None => counts.push((outlet, 1)),
         }
     }
-    for (topic, n) in counts {
-        metrics::counter!("outbox_published_total", "topic" => topic.to_owned()).increment(n);
+    for (outlet, n) in counts {
+        outlet.published.increment(n);
     }
 }
 
@@ -116,7 +121,7 @@ pub enum Sending {
 /// A batch handed to the producer, waiting for its acknowledgements.
 pub struct Sent {
     rows: Vec<OutboxRow>,
-    topics: Vec<String>,
+    topics: Vec<Outlet>,
     /// Per row: `None` when the row was held back (an earlier row of its
     /// order could not be handed to the producer).
     pending: Vec<Option<Result<DeliveryFuture, KafkaError>>>,
@@ -133,7 +138,6 @@ pub fn send_claimed(
     shard: i32,
     claimed: Vec<OutboxRow>,
 ) -> Result<Sending, PublishError> {
-    let settings = &ctx.settings;
     if claimed.is_empty() {
         ctx.publishing.settled(shard);
         return Ok(Sending::Empty);
@@ -149,15 +153,11 @@ pub fn send_claimed(
 
     // Commit -> send call: the relay's own share of the publish latency.
     let sending = chrono::Utc::now();
-    let send_delay = metrics::histogram!("outbox_send_delay_seconds");
     for row in &rows {
-        send_delay.record(since(row.created_at, sending));
+        ctx.meters.send_delay.record(since(row.created_at, sending));
     }
     let (generation, producer) = ctx.producers.get();
-    let topics: Vec<String> = rows
-        .iter()
-        .map(|r| settings.kafka.topic(&r.topic))
-        .collect();
+    let topics = ctx.meters.outlets(rows.iter().map(|r| r.topic.as_str()));
     // An order whose row cannot be handed to the producer sends nothing
     // more in this batch; the other orders go on.
     let mut held: HashSet<Uuid> = HashSet::new();
@@ -168,7 +168,7 @@ pub fn send_claimed(
             pending.push(None);
             continue;
         }
-        let record = FutureRecord::to(topic)
+        let record = FutureRecord::to(&topic.name)
             .key(row.order_id.hyphenated().encode_lower(&mut key) as &str)
             .payload(&row.payload)
             .headers(record_headers(row));
@@ -224,7 +224,7 @@ async fn settle_into(
     // Records handed to the producer (acked or not): beside
     // `outbox_published_total`, the difference is what will be re-sent.
     let sent = pending.iter().filter(|p| matches!(p, Some(Ok(_)))).count();
-    metrics::counter!("outbox_sent_total").increment(sent as u64);
+    ctx.meters.sent.increment(sent as u64);
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut failures: Vec<(usize, KafkaError, Fault)> = Vec::new();
     for (i, (row, fut)) in rows.iter().zip(pending).enumerate() {
@@ -245,12 +245,13 @@ async fn settle_into(
     if !delete.is_empty() {
         // Commit -> broker ack (the batch's last ack).
         let acked = chrono::Utc::now();
-        let ack_latency = metrics::histogram!("outbox_publish_latency_seconds");
         for &i in &delete {
-            ack_latency.record(since(rows[i].created_at, acked));
+            ctx.meters
+                .publish_latency
+                .record(since(rows[i].created_at, acked));
         }
         deletable_ids.extend(delete.iter().map(|&i| rows[i].id));
-        count_published(delete.iter().map(|&i| topics[i].as_str()));
+        count_published(delete.iter().map(|&i| &topics[i]));
         ctx.publishing.succeeded(shard);
     }
     if failures.is_empty() {
@@ -260,8 +261,8 @@ async fn settle_into(
 
     let mut broker_side = None;
     for &(i, ref err, fault) in &failures {
-        let (row, topic) = (&rows[i], &topics[i]);
-        metrics::counter!("outbox_publish_errors_total", "topic" => topic.clone(),
+        let (row, topic) = (&rows[i], &topics[i].name);
+        metrics::counter!("outbox_publish_errors_total", "topic" => topic.to_string(),
             "fault" => format!("{fault:?}").to_lowercase())
         .increment(1);
         if fault == Fault::Record {
@@ -306,7 +307,7 @@ async fn settle_into(
     };
     Err(PublishError::Send {
         row_id: rows[i].id,
-        topic: topics[i].clone(),
+        topic: topics[i].name.to_string(),
         fault,
         failed,
         published: delete.len(),

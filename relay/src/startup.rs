@@ -68,6 +68,8 @@ impl Relay {
             order_shared::listen::bind(&settings.host, settings.port, "RELAY_HOST/RELAY_PORT")
                 .await?;
         let (hints, _) = Announcer::spawn(pool.clone(), shutdown.clone());
+        // The recorder first: the context registers its metric handles.
+        let metrics = order_shared::telemetry::prometheus()?;
         let ctx = Arc::new(RelayContext::new(settings, producers, topics, hints));
         Ok(Relay {
             ctx,
@@ -75,7 +77,7 @@ impl Relay {
             acceptor,
             port,
             shutdown,
-            metrics: order_shared::telemetry::prometheus()?,
+            metrics,
         })
     }
 
