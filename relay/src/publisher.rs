@@ -121,7 +121,8 @@ pub enum Sending {
 /// A batch handed to the producer, waiting for its acknowledgements.
 pub struct Sent {
     rows: Vec<OutboxRow>,
-    topics: Vec<Outlet>,
+    /// Per row: its topic's name and counter.
+    outlets: Vec<Outlet>,
     /// Per row: `None` when the row was held back (an earlier row of its
     /// order could not be handed to the producer).
     pending: Vec<Option<Result<DeliveryFuture, KafkaError>>>,
@@ -157,18 +158,18 @@ pub fn send_claimed(
         ctx.meters.send_delay.record(since(row.created_at, sending));
     }
     let (generation, producer) = ctx.producers.get();
-    let topics = ctx.meters.outlets(rows.iter().map(|r| r.topic.as_str()));
+    let outlets = ctx.meters.outlets(rows.iter().map(|r| r.topic.as_str()));
     // An order whose row cannot be handed to the producer sends nothing
     // more in this batch; the other orders go on.
     let mut held: HashSet<Uuid> = HashSet::new();
     let mut pending = Vec::with_capacity(rows.len());
     let mut key = Uuid::encode_buffer();
-    for (row, topic) in rows.iter_mut().zip(&topics) {
+    for (row, outlet) in rows.iter_mut().zip(&outlets) {
         if held.contains(&row.order_id) {
             pending.push(None);
             continue;
         }
-        let record = FutureRecord::to(&topic.name)
+        let record = FutureRecord::to(&outlet.name)
             .key(row.order_id.hyphenated().encode_lower(&mut key) as &str)
             .payload(&row.payload)
             .headers(record_headers(row));
@@ -186,7 +187,7 @@ pub fn send_claimed(
     }
     Ok(Sending::Sent(Sent {
         rows,
-        topics,
+        outlets,
         pending,
         generation,
     }))
@@ -217,7 +218,7 @@ async fn settle_into(
     let settings = &ctx.settings;
     let Sent {
         rows,
-        topics,
+        outlets,
         pending,
         generation,
     } = sent;
@@ -251,7 +252,7 @@ async fn settle_into(
                 .record(since(rows[i].created_at, acked));
         }
         deletable_ids.extend(delete.iter().map(|&i| rows[i].id));
-        count_published(delete.iter().map(|&i| &topics[i]));
+        count_published(delete.iter().map(|&i| &outlets[i]));
         ctx.publishing.succeeded(shard);
     }
     if failures.is_empty() {
@@ -261,7 +262,7 @@ async fn settle_into(
 
     let mut broker_side = None;
     for &(i, ref err, fault) in &failures {
-        let (row, topic) = (&rows[i], &topics[i].name);
+        let (row, topic) = (&rows[i], &outlets[i].name);
         metrics::counter!("outbox_publish_errors_total", "topic" => topic.to_string(),
             "fault" => format!("{fault:?}").to_lowercase())
         .increment(1);
@@ -307,7 +308,7 @@ async fn settle_into(
     };
     Err(PublishError::Send {
         row_id: rows[i].id,
-        topic: topics[i].name.to_string(),
+        topic: outlets[i].name.to_string(),
         fault,
         failed,
         published: delete.len(),

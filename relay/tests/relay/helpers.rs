@@ -124,7 +124,6 @@ pub async fn fill_outbox(db: &TestDb, orders: i32, versions: i32, shards: i32) {
         .expect("fill outbox");
 }
 
-/// The one number a `SELECT count(*) ...` returns.
 /// A relay's lease session on `db`, for claims by hand, with the receiver
 /// of its events (keep it while the session is used).
 pub async fn lease_session(db: &TestDb) -> (OutboxSession, UnboundedReceiver<SessionEvent>) {
@@ -133,6 +132,7 @@ pub async fn lease_session(db: &TestDb) -> (OutboxSession, UnboundedReceiver<Ses
         .unwrap()
 }
 
+/// The one number a `SELECT count(*) ...` returns.
 pub async fn count(db: &TestDb, sql: &str) -> i64 {
     db.connect().await.query_one(sql, &[]).await.unwrap().get(0)
 }
