@@ -10,7 +10,10 @@
 //! still holds back its order's later rows (they are claimed only after the
 //! failure was recorded). One claim per shard at a time: the coordinator's
 //! or, after a full batch, the worker's own ([`Handoff::begin_claim`]).
+//! A batch that is not full settles in the coordinator's polls
+//! ([`Flights`]).
 
+use crate::flights::{Flight, Flights, Report};
 use order_shared::db::outbox::OutboxRow;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +36,16 @@ pub struct Handoff {
     max_rows: RowCap,
     state: Mutex<State>,
     ready: Notify,
+    /// Sent batches that are not full, polled by the coordinator.
+    flights: Flights,
+}
+
+/// What the worker takes next.
+pub enum Next {
+    /// A batch to send.
+    Batch(Vec<OutboxRow>),
+    /// A polled batch that failed: the worker records it and backs off.
+    Settled(Report),
 }
 
 /// What one claim for a shard may take.
@@ -67,6 +80,9 @@ struct State {
     paused: bool,
     /// Acknowledged rows not yet deleted: the next claim deletes them.
     acked: Vec<i64>,
+    /// A polled batch published since the worker last looked: its backoff
+    /// starts again from the shortest delay.
+    published: bool,
 }
 
 impl Handoff {
@@ -76,6 +92,7 @@ impl Handoff {
             max_rows,
             state: Mutex::new(State::default()),
             ready: Notify::new(),
+            flights: Flights::default(),
         }
     }
 
@@ -155,15 +172,18 @@ impl Handoff {
         self.ready.notify_one();
     }
 
-    /// The next batch, counted in flight until [`settled`](Self::settled);
-    /// `None` once `stop` is cancelled.
-    pub(crate) async fn next(&self, stop: &CancellationToken) -> Option<Vec<OutboxRow>> {
+    /// The next batch, counted in flight until [`settled`](Self::settled),
+    /// or a polled batch's failure; `None` once `stop` is cancelled.
+    pub(crate) async fn next(&self, stop: &CancellationToken) -> Option<Next> {
         loop {
+            if let Some(report) = self.flights.report() {
+                return Some(Next::Settled(report));
+            }
             {
                 let mut s = self.state();
                 if let Some(rows) = s.queued.take() {
                     s.in_flight += 1;
-                    return Some(rows);
+                    return Some(Next::Batch(rows));
                 }
             }
             tokio::select! {
@@ -185,6 +205,49 @@ impl Handoff {
         for order in orders {
             s.orders.remove(order);
         }
+    }
+
+    /// The next polled batch's failure, for a paused worker (which takes
+    /// no batch).
+    pub(crate) async fn next_report(&self) -> Report {
+        loop {
+            if let Some(report) = self.flights.report() {
+                return report;
+            }
+            // A permit left for a batch only wakes this loop once: the
+            // batch stays queued for `next`, which looks before it waits.
+            self.ready.notified().await;
+        }
+    }
+
+    /// Leaves a sent batch that is not full to the coordinator's polls;
+    /// polls it once now, so that its acks, when they come, are timed.
+    pub(crate) fn fly(&self, flight: Flight) {
+        self.flights.fly(flight);
+        self.poll_flights();
+    }
+
+    /// Polls the batches left to the coordinator (without a waker): one
+    /// that published is settled here, before the claim that deletes its
+    /// rows; the worker is woken only for a failure.
+    pub fn poll_flights(&self) {
+        let reported = self.flights.poll(|orders, acked| {
+            self.settled(orders, acked);
+            self.state().published = true;
+        });
+        if reported {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The polled batches and failures left, for a worker that stops.
+    pub(crate) fn take_flights(&self) -> (Vec<Flight>, Vec<Report>) {
+        self.flights.take()
+    }
+
+    /// Whether a polled batch published since the last call.
+    pub(crate) fn take_published(&self) -> bool {
+        std::mem::take(&mut self.state().published)
     }
 
     /// Takes no batch until [`resume`](Self::resume).
@@ -224,128 +287,4 @@ impl RowCap {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(id: i64, order: Uuid) -> OutboxRow {
-        OutboxRow {
-            id,
-            event_id: Uuid::now_v7(),
-            order_id: order,
-            version: id,
-            event_type: "order.created".into(),
-            topic: "order.created".into(),
-            payload: "{}".into(),
-            headers: serde_json::Value::Null,
-            created_at: chrono::Utc::now(),
-            attempts: 0,
-            parked: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn orders_stay_excluded_from_claims_until_their_batch_settled() {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let handoff = Handoff::new(2, RowCap::new(500));
-        let stop = CancellationToken::new();
-        assert!(handoff.is_idle());
-
-        let spec = handoff.begin_claim().unwrap();
-        assert_eq!((spec.limit, spec.exclude.len()), (500, 0));
-        assert_eq!(handoff.begin_claim(), None, "one claim at a time");
-        handoff.hand(vec![row(1, a), row(2, a)]);
-        assert_eq!(handoff.begin_claim(), None, "one batch queued at a time");
-        let first = handoff.next(&stop).await.unwrap();
-        assert_eq!(first.len(), 2);
-
-        let spec = handoff
-            .begin_claim()
-            .expect("a second batch while the first waits");
-        assert_eq!((spec.limit, spec.exclude), (498, vec![a]));
-        handoff.hand(vec![row(3, b)]);
-        let second = handoff.next(&stop).await.unwrap();
-        assert_eq!(second[0].id, 3);
-        assert_eq!(handoff.begin_claim(), None, "two in flight: the limit");
-
-        handoff.settled(&[b], &[3]);
-        let spec = handoff.begin_claim().unwrap();
-        assert_eq!(spec.exclude, vec![a], "a's batch still waits");
-        assert_eq!(spec.delete, vec![3], "b's acked row goes with the claim");
-        handoff.end_claim();
-        handoff.settled(&[a, a], &[1, 2]);
-        assert!(handoff.is_idle());
-        let spec = handoff.begin_claim().unwrap();
-        assert_eq!((spec.limit, spec.delete), (500, vec![1, 2]));
-    }
-
-    #[tokio::test]
-    async fn acked_rows_of_a_failed_claim_go_with_the_next_one() {
-        let handoff = Handoff::new(2, RowCap::new(500));
-        let stop = CancellationToken::new();
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        handoff.begin_claim().unwrap();
-        handoff.hand(vec![row(1, a), row(2, b)]);
-        handoff.next(&stop).await.unwrap();
-        // Row 2 was not acked: only row 1 may go.
-        handoff.settled(&[a, b], &[1]);
-
-        let spec = handoff.begin_claim().unwrap();
-        assert_eq!(spec.delete, vec![1]);
-        handoff.claim_failed(spec);
-        let spec = handoff.begin_claim().expect("the claim ended");
-        assert_eq!(spec.delete, vec![1], "not lost with the failed claim");
-        handoff.end_claim();
-        assert_eq!(handoff.begin_claim().unwrap().delete, Vec::<i64>::new());
-        handoff.end_claim();
-
-        handoff.settled(&[], &[7]);
-        assert_eq!(handoff.take_acked(), vec![7], "a stopping worker deletes");
-        assert!(handoff.take_acked().is_empty());
-    }
-
-    #[tokio::test]
-    async fn rows_in_flight_never_exceed_one_batch() {
-        let handoff = Handoff::new(4, RowCap::new(3));
-        let stop = CancellationToken::new();
-        handoff.begin_claim().unwrap();
-        handoff.hand(vec![row(1, Uuid::now_v7()), row(2, Uuid::now_v7())]);
-        handoff.next(&stop).await.unwrap();
-        assert_eq!(handoff.begin_claim().unwrap().limit, 1);
-        handoff.hand(vec![row(3, Uuid::now_v7())]);
-        handoff.next(&stop).await.unwrap();
-        assert_eq!(handoff.begin_claim(), None, "a full batch is in flight");
-    }
-
-    #[tokio::test]
-    async fn a_paused_worker_is_handed_nothing_and_a_stopped_one_takes_nothing() {
-        let handoff = Handoff::new(4, RowCap::new(500));
-        handoff.pause();
-        assert_eq!(handoff.begin_claim(), None);
-        handoff.resume();
-        assert!(handoff.begin_claim().is_some());
-
-        let stop = CancellationToken::new();
-        stop.cancel();
-        assert!(handoff.next(&stop).await.is_none());
-    }
-
-    #[tokio::test]
-    async fn a_smaller_cap_holds_back_claims_until_rows_settle() {
-        let cap = RowCap::new(500);
-        let handoff = Handoff::new(4, cap.clone());
-        let stop = CancellationToken::new();
-        let order = Uuid::now_v7();
-        handoff.begin_claim().unwrap();
-        handoff.hand((1..=300).map(|id| row(id, order)).collect());
-        handoff.next(&stop).await.unwrap();
-        assert_eq!(
-            cap.split(1_000, 5, 500),
-            200,
-            "more shards: a smaller share"
-        );
-        assert_eq!(handoff.max_rows(), 200);
-        assert_eq!(handoff.begin_claim(), None, "300 in flight, over the cap");
-        handoff.settled(&vec![order; 300], &[]);
-        assert_eq!(handoff.begin_claim().unwrap().limit, 200);
-    }
-}
+mod tests;

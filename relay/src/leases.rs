@@ -132,6 +132,7 @@ async fn run_session(
             _ = shutdown.cancelled() => break,
             event = events.recv() => match event {
                 Some(SessionEvent::NewRows(shard)) => {
+                    workers.poll_flights(Some(shard));
                     claim_for(ctx, &session, workers.begin_claims(Some(shard))).await;
                 }
                 Some(SessionEvent::Closed) | None => {
@@ -145,6 +146,7 @@ async fn run_session(
                 }
             }
             _ = probe.tick(), if !workers.is_empty() => {
+                workers.poll_flights(None);
                 claim_for(ctx, &session, workers.begin_claims(None)).await;
                 // The next one a whole interval after this one ended: when
                 // claims are slow (a saturated database) they do not run

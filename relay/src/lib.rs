@@ -2,6 +2,7 @@
 //! loss, with several replicas at once (shards leased through PostgreSQL),
 //! and applies payment and inventory events once per idempotency key.
 
+pub mod ack_clock;
 pub mod backoff;
 pub mod config;
 pub mod consumer;
@@ -9,6 +10,7 @@ pub mod context;
 mod contract;
 pub mod dlq;
 pub mod flags;
+pub mod flights;
 pub mod handoff;
 pub mod health;
 pub mod kafka;

@@ -5,6 +5,7 @@
 //! `run_shard` publishes the batches the coordinator claims for it
 //! (`Handoff`), several at once, and backs off on errors.
 
+use crate::ack_clock::AckClock;
 use crate::config::ParkedPolicy;
 use crate::context::RelayContext;
 use crate::kafka::{Fault, classify, record_headers};
@@ -14,8 +15,11 @@ use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use uuid::Uuid;
 
 /// What one step did.
@@ -53,12 +57,48 @@ pub enum PublishError {
     LeaseLost,
 }
 
-async fn deliver(fut: Result<DeliveryFuture, KafkaError>) -> Result<(), KafkaError> {
-    match fut?.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((err, _))) => Err(err),
-        Err(_) => Err(KafkaError::Canceled),
-    }
+/// One row's delivery: handed to the producer or not, and its result.
+enum Delivery {
+    Waiting(DeliveryFuture),
+    Done(Result<(), KafkaError>),
+    /// Held back: an earlier row of its order could not be sent.
+    Held,
+}
+
+/// Waits for every delivery, polling all the waiting ones at every
+/// wake-up, so that each holds the current waker: every ack wakes it (and
+/// ticks the batch's [`AckClock`]), and a worker that takes over a batch
+/// the coordinator polled is woken by the acks still to come.
+async fn deliver_all(pending: Vec<Option<Result<DeliveryFuture, KafkaError>>>) -> Vec<Delivery> {
+    let mut deliveries: Vec<Delivery> = pending
+        .into_iter()
+        .map(|p| match p {
+            Some(Ok(fut)) => Delivery::Waiting(fut),
+            Some(Err(err)) => Delivery::Done(Err(err)),
+            None => Delivery::Held,
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for delivery in deliveries.iter_mut() {
+            let Delivery::Waiting(fut) = delivery else {
+                continue;
+            };
+            match Pin::new(fut).poll(cx) {
+                Poll::Ready(Ok(Ok(_))) => *delivery = Delivery::Done(Ok(())),
+                Poll::Ready(Ok(Err((err, _)))) => *delivery = Delivery::Done(Err(err)),
+                Poll::Ready(Err(_)) => *delivery = Delivery::Done(Err(KafkaError::Canceled)),
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    deliveries
 }
 
 /// Seconds from `from` to `to`, never negative (clocks of the database and
@@ -196,15 +236,17 @@ pub fn send_claimed(
 /// Waits for every acknowledgement of a batch [`send_claimed`] sent and
 /// records the failures. Returns the acknowledged rows that no failed row
 /// of their order precedes: the rows to delete, which the shard's next
-/// claim deletes (in the same round trip, before it reads).
+/// claim deletes (in the same round trip, before it reads). `acks` gives
+/// the time of the last ack (else it is taken as now).
 pub async fn settle(
     ctx: &RelayContext,
     session: &OutboxSession,
     shard: i32,
     sent: Sent,
+    acks: &AckClock,
 ) -> (Vec<i64>, Result<Step, PublishError>) {
     let mut acked = Vec::new();
-    let step = settle_into(ctx, session, shard, sent, &mut acked).await;
+    let step = settle_into(ctx, session, shard, sent, acks, &mut acked).await;
     (acked, step)
 }
 
@@ -213,6 +255,7 @@ async fn settle_into(
     session: &OutboxSession,
     shard: i32,
     sent: Sent,
+    acks: &AckClock,
     deletable_ids: &mut Vec<i64>,
 ) -> Result<Step, PublishError> {
     let settings = &ctx.settings;
@@ -228,24 +271,27 @@ async fn settle_into(
     ctx.meters.sent.increment(sent as u64);
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut failures: Vec<(usize, KafkaError, Fault)> = Vec::new();
-    for (i, (row, fut)) in rows.iter().zip(pending).enumerate() {
-        let acked = match fut {
-            Some(fut) => match deliver(fut).await {
-                Ok(()) => true,
-                Err(err) => {
-                    let fault = classify(&err);
-                    failures.push((i, err, fault));
-                    false
-                }
-            },
-            None => false,
+    let deliveries = deliver_all(pending).await;
+    for (i, (row, delivery)) in rows.iter().zip(deliveries).enumerate() {
+        let acked = match delivery {
+            Delivery::Done(Ok(())) => true,
+            Delivery::Done(Err(err)) => {
+                let fault = classify(&err);
+                failures.push((i, err, fault));
+                false
+            }
+            Delivery::Waiting(_) | Delivery::Held => false,
         };
         outcomes.push((row.order_id, acked));
     }
     let delete = deletable(&outcomes);
     if !delete.is_empty() {
-        // Commit -> broker ack (the batch's last ack).
-        let acked = chrono::Utc::now();
+        // Commit -> broker ack (the batch's last ack, when it came: the
+        // batch may be settled up to a poll interval later).
+        let now = chrono::Utc::now();
+        let acked = acks.since_latest().map_or(now, |ago| {
+            now - chrono::Duration::from_std(ago).unwrap_or_default()
+        });
         for &i in &delete {
             ctx.meters
                 .publish_latency

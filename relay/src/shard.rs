@@ -1,16 +1,20 @@
 //! The worker of one leased shard: takes the batches the coordinator
-//! claims for it (`Handoff`), sends each at once and settles it when its
-//! acks are in, with up to `OUTBOX_BATCHES_IN_FLIGHT` batches waiting for
-//! acks; backs off after errors. `claim_for` is the one claim of both the
-//! coordinator and a worker after a full batch.
+//! claims for it (`Handoff`), sends each at once, with up to
+//! `OUTBOX_BATCHES_IN_FLIGHT` batches waiting for acks; awaits a full
+//! batch's acks itself and leaves the others to the coordinator's polls
+//! (`crate::flights`); backs off after errors. `claim_for` is the one claim
+//! of both the coordinator and a worker after a full batch.
 
 use crate::backoff::Backoff;
 use crate::context::RelayContext;
-use crate::handoff::{ClaimSpec, Handoff};
-use crate::publisher::{PublishError, Sending, Step, claims_parked, send_claimed, settle};
+use crate::flights::{Outcome, Settling};
+use crate::handoff::{ClaimSpec, Handoff, Next};
+use crate::publisher::{PublishError, Sending, Sent, Step, claims_parked, send_claimed, settle};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use order_shared::db::outbox::OutboxSession;
+use order_shared::db::outbox::{OutboxRow, OutboxSession};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -26,13 +30,30 @@ impl Drop for SettleOnExit<'_> {
     }
 }
 
+/// A batch in flight that its worker settles: the order of each row, and
+/// its outcome.
+type Flight = Pin<Box<dyn Future<Output = (Vec<Uuid>, Outcome)> + Send>>;
+
+/// The settling of a batch sent for `shard`.
+fn settling(
+    ctx: &Arc<RelayContext>,
+    session: &Arc<OutboxSession>,
+    shard: i32,
+    sent: Sent,
+) -> Settling {
+    let (ctx, session) = (ctx.clone(), session.clone());
+    Settling::new(move |clock| async move { settle(&ctx, &session, shard, sent, &clock).await })
+}
+
 /// Works one leased shard until `stop`: sends each batch the coordinator
 /// hands it at once, up to `OUTBOX_BATCHES_IN_FLIGHT` of them waiting for
-/// their acks (the coordinator leaves their orders out of the next claim);
-/// after a full batch it claims the next one itself.
+/// their acks (the coordinator leaves their orders out of the next claim).
+/// It awaits a full batch's acks and then claims the next one itself; a
+/// batch that is not full settles in the coordinator's polls, and only a
+/// failure comes back to the worker.
 /// After an error the shard takes nothing for a backoff delay, after a
 /// parked row (stop policy) for two seconds. Once stopped it still settles
-/// the batches in flight.
+/// the batches in flight, the polled ones too.
 pub async fn run_shard(
     ctx: Arc<RelayContext>,
     session: Arc<OutboxSession>,
@@ -42,7 +63,7 @@ pub async fn run_shard(
 ) {
     let _settle = SettleOnExit(&ctx, shard);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    let mut flights = FuturesUnordered::new();
+    let mut flights: FuturesUnordered<Flight> = FuturesUnordered::new();
     let resume = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(resume);
     let mut paused = false;
@@ -51,62 +72,121 @@ pub async fn run_shard(
         resume.reset(tokio::time::Instant::now() + delay);
     };
     loop {
-        if stop.is_cancelled() && flights.is_empty() {
-            return delete_acked(&session, shard, &handoff).await;
-        }
-        tokio::select! {
-            Some((orders, (acked, step))) = flights.next(), if !flights.is_empty() => {
-                handoff.settled(Vec::as_slice(&orders), Vec::as_slice(&acked));
-                match step {
-                    Ok(Step::Published(n)) if n >= handoff.max_rows() => {
-                        // A full batch: more rows are likely waiting; claim
-                        // them now rather than at the coordinator's next round.
-                        backoff.reset();
-                        if !stop.is_cancelled()
-                            && let Some(spec) = handoff.begin_claim()
-                        {
-                            claim_for(&ctx, &session, vec![(shard, handoff.clone(), spec)]).await;
-                        }
-                    }
-                    Ok(_) => backoff.reset(),
-                    Err(PublishError::LeaseLost) => return,
-                    Err(err) => {
-                        if session.is_closed() {
-                            return;
-                        }
-                        let delay = backoff.next_delay();
-                        tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
-                            "Publishing failed; the shard waits and retries.");
-                        pause_for(delay, resume.as_mut());
-                        paused = true;
-                    }
-                }
+        if stop.is_cancelled() {
+            let (polled, reports) = handoff.take_flights();
+            for (orders, settling) in polled {
+                flights.push(Box::pin(async move { (orders, settling.await) }));
             }
+            for report in reports {
+                flights.push(Box::pin(std::future::ready(report)));
+            }
+            if flights.is_empty() {
+                return delete_acked(&session, shard, &handoff).await;
+            }
+        }
+        let settled = tokio::select! {
+            Some(settled) = flights.next(), if !flights.is_empty() => settled,
+            // A failure while paused restarts the pause (as one of the
+            // worker's own batches does), rather than waiting for its end.
+            report = handoff.next_report(), if paused => report,
             _ = &mut resume, if paused => {
                 paused = false;
                 handoff.resume();
+                continue;
             }
-            next = handoff.next(&stop), if !paused && !stop.is_cancelled() => {
-                let Some(rows) = next else { continue };
-                let orders: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
-                match send_claimed(&ctx, &session, shard, rows) {
-                    Ok(Sending::Sent(sent)) => {
-                        let (ctx, session) = (&ctx, &session);
-                        flights.push(async move { (orders, settle(ctx, session, shard, sent).await) });
+            next = handoff.next(&stop), if !paused && !stop.is_cancelled() => match next {
+                Some(Next::Settled(report)) => report,
+                Some(Next::Batch(rows)) => {
+                    match send(&ctx, &session, shard, &handoff, rows, &mut flights) {
+                        Handed::Sent => {}
+                        Handed::Blocked => {
+                            // Stopped at a parked row: look again after a while
+                            // (`outbox replay` is picked up within this pause).
+                            pause_for(Duration::from_secs(2), resume.as_mut());
+                            paused = true;
+                        }
+                        Handed::LeaseLost => return,
                     }
-                    Ok(Sending::Empty) => handoff.settled(&orders, &[]),
-                    Ok(Sending::Blocked) => {
-                        // Stopped at a parked row: look again after a while
-                        // (`outbox replay` is picked up within this pause).
-                        handoff.settled(&orders, &[]);
-                        pause_for(Duration::from_secs(2), resume.as_mut());
-                        paused = true;
-                    }
-                    Err(_) => return,
+                    continue;
+                }
+                None => continue,
+            },
+            else => return,
+        };
+        let (orders, (acked, step)) = settled;
+        handoff.settled(&orders, &acked);
+        if handoff.take_published() {
+            // A polled batch published since the last error.
+            backoff.reset();
+        }
+        match step {
+            Ok(Step::Published(n)) if n >= handoff.max_rows() => {
+                // A full batch: more rows are likely waiting; claim them now
+                // rather than at the coordinator's next round.
+                backoff.reset();
+                if !stop.is_cancelled()
+                    && let Some(spec) = handoff.begin_claim()
+                {
+                    claim_for(&ctx, &session, vec![(shard, handoff.clone(), spec)]).await;
                 }
             }
-            else => return,
+            Ok(_) => backoff.reset(),
+            Err(PublishError::LeaseLost) => return,
+            Err(err) => {
+                if session.is_closed() {
+                    return;
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
+                    "Publishing failed; the shard waits and retries.");
+                pause_for(delay, resume.as_mut());
+                paused = true;
+            }
         }
+    }
+}
+
+/// What [`send`] did with a batch.
+enum Handed {
+    /// Sent, or nothing to send.
+    Sent,
+    /// Stopped at a parked row (stop policy); settled.
+    Blocked,
+    /// The shard's lease is no longer certain.
+    LeaseLost,
+}
+
+/// Sends a batch the coordinator claimed: a full one joins the worker's
+/// `flights`, any other the coordinator's polls; a batch with nothing to
+/// send is settled at once.
+fn send(
+    ctx: &Arc<RelayContext>,
+    session: &Arc<OutboxSession>,
+    shard: i32,
+    handoff: &Handoff,
+    rows: Vec<OutboxRow>,
+    flights: &mut FuturesUnordered<Flight>,
+) -> Handed {
+    let orders: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
+    let full = rows.len() >= handoff.max_rows();
+    match send_claimed(ctx, session, shard, rows) {
+        Ok(Sending::Sent(sent)) => {
+            let settling = settling(ctx, session, shard, sent);
+            match full {
+                true => flights.push(Box::pin(async move { (orders, settling.await) })),
+                false => handoff.fly((orders, settling)),
+            }
+            Handed::Sent
+        }
+        Ok(Sending::Empty) => {
+            handoff.settled(&orders, &[]);
+            Handed::Sent
+        }
+        Ok(Sending::Blocked) => {
+            handoff.settled(&orders, &[]);
+            Handed::Blocked
+        }
+        Err(_) => Handed::LeaseLost,
     }
 }
 

@@ -111,6 +111,16 @@ impl ShardWorkers {
         self.split_budget();
     }
 
+    /// Polls the batches in flight left to the coordinator, of every owned
+    /// shard (or only `only`): just before a claim, which deletes what they
+    /// published ([`Handoff::poll_flights`]).
+    pub fn poll_flights(&self, only: Option<i32>) {
+        self.running
+            .iter()
+            .filter(|(shard, _)| only.is_none_or(|o| o == **shard))
+            .for_each(|(_, w)| w.handoff.poll_flights());
+    }
+
     /// Begins a claim for every owned shard (or only `only`) whose worker
     /// takes another batch now, in shard order: the shard, its hand-off (to
     /// hand the rows or end the claim) and what to claim.
