@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// When the last ack of a batch came: the time of the latest wake-up of a
-/// waker made by [`Settling`] (a delivery future is woken when its ack, or
+/// waker made by [`Settling`](crate::flights::Settling) (a delivery future is woken when its ack, or
 /// its failure, arrives).
 #[derive(Debug)]
 pub struct AckClock {

@@ -8,8 +8,8 @@
 //! likely waiting) is still awaited by its worker, which claims again at
 //! once.
 //!
-//! The acks' times are kept exactly all the same: every delivery future
-//! is polled with a waker that notes when it is woken ([`AckClock`]), so
+//! The acks keep their own times: every delivery future is polled with a
+//! waker that notes when it is woken ([`AckClock`]), so
 //! `outbox_publish_latency_seconds` is commit -> ack, not commit -> poll.
 
 use crate::ack_clock::AckClock;
