@@ -267,3 +267,31 @@ async fn a_different_outbox_shards_than_the_pinned_one_refuses_to_start() {
         );
     }
 }
+
+/// Processes started at once on a database migrated without a pinned
+/// shard count all pin it: the one whose insert lost the race reads the
+/// winner's value instead of failing its start (the chaos run's relays
+/// exited with "query returned an unexpected number of rows").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_starting_together_on_a_fresh_database_all_pin_the_shard_count() {
+    for _ in 0..3 {
+        let db = fresh_database().await;
+        let mut settings = db.settings();
+        settings.pool_size = 12;
+        let pool = order_shared::db::build_pool(&settings).unwrap();
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(12));
+        let mut starts = Vec::new();
+        for _ in 0..12 {
+            let (pool, start) = (pool.clone(), start.clone());
+            starts.push(tokio::spawn(async move {
+                let client = pool.get().await.unwrap();
+                start.wait().await;
+                order_shared::db::pinned::check_outbox_shards(&client, 8).await
+            }));
+        }
+        for started in starts {
+            let checked = started.await.unwrap();
+            assert!(checked.is_ok(), "{checked:?}");
+        }
+    }
+}

@@ -30,6 +30,11 @@ pub enum PinError {
 /// Pins `shards` unless a value is pinned already, and returns the pinned
 /// value. `migrate` pins; a binary started on a database migrated without it
 /// (tests, or before this table existed) pins its own value first.
+///
+/// When another process inserts the row at the same moment, this insert
+/// waits for it and does nothing, and the statement's snapshot, taken
+/// before that commit, does not see the row either: no row comes back.
+/// The statement then runs again, with a snapshot that sees it.
 pub async fn pin_outbox_shards(
     client: &impl GenericClient,
     shards: u32,
@@ -41,9 +46,17 @@ pub async fn pin_outbox_shards(
              SELECT value FROM ins UNION ALL SELECT value FROM pinned_settings WHERE name = $1",
         )
         .await?;
-    let row = client
-        .query_one(&stmt, &[&OUTBOX_SHARDS, &shards.to_string()])
-        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+        [&OUTBOX_SHARDS, &shards.to_string()];
+    let mut row = client.query_opt(&stmt, &params).await?;
+    if row.is_none() {
+        row = client.query_opt(&stmt, &params).await?;
+    }
+    let Some(row) = row else {
+        return Err(StoreError::Corrupt(
+            "outbox_shards is neither pinned nor could be pinned".into(),
+        ));
+    };
     let value: String = row.try_get(0)?;
     value
         .parse()
