@@ -5,10 +5,12 @@
 
 use super::hub::Hub;
 use deadpool_postgres::Pool;
+use order_shared::db::interest::{self, CATCH_UP};
 use order_shared::db::live::{CHANGES_CHANNEL, changed_since, parse_hints};
 use order_shared::db::orders::get_orders;
 use order_shared::db::{DbSettings, pg_config};
 use order_shared::domain::OrderId;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
@@ -112,7 +114,7 @@ async fn listen(
 async fn listen_once(
     db: &DbSettings,
     hub: &Hub,
-    listening: &Notify,
+    listening: &Arc<Notify>,
     shutdown: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut config = pg_config(db)?;
@@ -142,9 +144,15 @@ async fn listen_once(
         .await?;
     tracing::debug!("Live updates: listening for change hints.");
     listening.notify_one();
+    let mut held = BTreeSet::new();
+    hold_interest(&client, hub, &mut held, listening).await?;
     loop {
         let note = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = hub.watch_changed() => {
+                hold_interest(&client, hub, &mut held, listening).await?;
+                continue;
+            }
             note = notes.recv() => note,
         };
         match note {
@@ -156,6 +164,34 @@ async fn listen_once(
             None => return Err("connection closed".into()),
         }
     }
+}
+
+/// Holds, on the LISTEN connection, the interest locks of what the open
+/// streams watch, so that the announcers send their hints. Changes made
+/// before the announcers see a new lock get no hint: the version check
+/// runs [`CATCH_UP`] later to find them.
+async fn hold_interest(
+    client: &tokio_postgres::Client,
+    hub: &Hub,
+    held: &mut BTreeSet<i32>,
+    listening: &Arc<Notify>,
+) -> Result<(), order_shared::StoreError> {
+    let wanted = hub.interest();
+    let take: Vec<i32> = wanted.difference(held).copied().collect();
+    let release: Vec<i32> = held.difference(&wanted).copied().collect();
+    if !take.is_empty() {
+        interest::take(client, &take).await?;
+        let listening = listening.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(CATCH_UP).await;
+            listening.notify_one();
+        });
+    }
+    if !release.is_empty() {
+        interest::release(client, &release).await?;
+    }
+    *held = wanted;
+    Ok(())
 }
 
 struct AbortOnDrop(JoinHandle<()>);

@@ -4,13 +4,14 @@
 //! once ([`Hub::publish`]), as a relay hint ([`Hub::hint`]) and from the
 //! periodic version check; the hub sends each version of an order once.
 
+use order_shared::db::interest::{ALL_ORDERS, order_bucket, user_bucket};
 use order_shared::db::live::{Hint, Watched};
 use order_shared::domain::{Order, OrderId, UserId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Updates a stream may have queued before it counts as stuck and is
 /// closed (its client reconnects with `Last-Event-ID`).
@@ -112,6 +113,8 @@ pub struct Hub {
     open: AtomicUsize,
     max_per_user: usize,
     reads: mpsc::UnboundedSender<OrderId>,
+    /// A stream opened or closed: what the replica watches may differ.
+    watch_changed: Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -135,6 +138,7 @@ impl Drop for Subscription {
         let open = state.streams.len();
         drop(state);
         self.hub.open.store(open, Ordering::Release);
+        self.hub.watch_changed.notify_one();
         metrics::gauge!("sse_open_streams").set(open as f64);
     }
 }
@@ -149,6 +153,7 @@ impl Hub {
             open: AtomicUsize::new(0),
             max_per_user,
             reads,
+            watch_changed: Notify::new(),
         })
     }
 
@@ -200,6 +205,7 @@ impl Hub {
         let open = state.streams.len();
         drop(state);
         self.open.store(open, Ordering::Release);
+        self.watch_changed.notify_one();
         metrics::gauge!("sse_open_streams").set(open as f64);
         Ok(Subscription {
             id,
@@ -241,6 +247,7 @@ impl Hub {
             // Dropping its sender ends the stream; the client reconnects.
             metrics::counter!("sse_streams_dropped_total").increment(1);
             state.remove(id);
+            self.watch_changed.notify_one();
         }
         let open = state.streams.len();
         drop(state);
@@ -269,6 +276,22 @@ impl Hub {
         for id in ids {
             state.pending.remove(id);
         }
+    }
+
+    /// The interest buckets of what the open streams watch
+    /// ([`order_shared::db::interest`]).
+    pub fn interest(&self) -> BTreeSet<i32> {
+        let state = self.lock();
+        let orders = state.by_order.keys().map(|id| order_bucket(*id));
+        let users = state.by_user.keys().map(|u| user_bucket(u.as_str()));
+        let all = (!state.all.is_empty()).then_some(ALL_ORDERS);
+        orders.chain(users).chain(all).collect()
+    }
+
+    /// Waits until a stream opens or closes (at once if one did since the
+    /// last wait).
+    pub async fn watch_changed(&self) {
+        self.watch_changed.notified().await;
     }
 
     /// What the open streams watch, for the version check; forgets old

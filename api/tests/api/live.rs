@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
 impl TestApp {
     pub async fn sse(&self, path: &str, bearer: &str, last_event_id: Option<&str>) -> SseStream {
@@ -35,7 +35,7 @@ async fn order_json(app: &TestApp, id: Uuid) -> Value {
         .unwrap()
 }
 
-async fn cancel(app: &TestApp, id: Uuid) {
+pub(crate) async fn cancel(app: &TestApp, id: Uuid) {
     let resp = app
         .patch(
             &format!("/api/orders/{id}/cancel"),
@@ -47,7 +47,7 @@ async fn cancel(app: &TestApp, id: Uuid) {
 }
 
 /// Alice's stream of order `id`, past its initial state (version 1).
-async fn watch(app: &TestApp, id: Uuid) -> SseStream {
+pub(crate) async fn watch(app: &TestApp, id: Uuid) -> SseStream {
     let mut stream = app
         .sse(
             &format!("/api/orders/{id}/events"),
@@ -59,7 +59,7 @@ async fn watch(app: &TestApp, id: Uuid) -> SseStream {
     stream
 }
 
-fn assert_order_event(event: &SseEvent, id: Uuid, version: i64) {
+pub(crate) fn assert_order_event(event: &SseEvent, id: Uuid, version: i64) {
     assert_eq!(event.event.as_deref(), Some("order"));
     assert_eq!(
         event.id.as_deref(),
@@ -330,6 +330,9 @@ async fn another_replicas_change_arrives_through_its_announcement() {
     let mut list = b
         .sse("/api/orders/events", &token("alice", false), None)
         .await;
+    // Until replica a reads b's interest in them, and b's check after
+    // taking it has run, a change could reach b by that check.
+    tokio::time::sleep(order_shared::db::interest::CATCH_UP + Duration::from_millis(500)).await;
 
     let sent = Instant::now();
     cancel(&a, id).await;

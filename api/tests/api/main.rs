@@ -8,6 +8,7 @@ mod helpers;
 mod idempotency;
 mod live;
 mod live_faults;
+mod live_interest;
 mod ops;
 mod outage;
 mod preconditions;

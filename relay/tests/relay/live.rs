@@ -167,6 +167,10 @@ async fn the_consumer_announces_each_change_once_whatever_the_user_id() {
         .batch_execute("LISTEN order_changes")
         .await
         .unwrap();
+    // As an admin's all-orders stream does: else no change is announced.
+    order_shared::db::interest::take(&listener, &[order_shared::db::interest::ALL_ORDERS])
+        .await
+        .unwrap();
     let relay = spawn_relay(relay_env(&db, &prefix, &brokers(), &[])).await;
     for id in &orders {
         let paid = format!(r#","paymentId":"pay-{id}""#);

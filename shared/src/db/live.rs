@@ -13,6 +13,7 @@
 //! No NOTIFY is sent in the API's own write transactions: one there was
 //! measured at -35 % create throughput (it takes a global lock at commit).
 
+use super::interest::{INTEREST_REFRESH, Interest};
 use crate::StoreError;
 use crate::db::GenericClient;
 use crate::domain::{OrderId, UserId};
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -128,26 +130,62 @@ const GATHER: Duration = Duration::from_millis(5);
 /// NOTIFY (a full notification queue, say) loses hints, never a write or a
 /// publish. The API announces its own changes right after their commit,
 /// and the relay's consumer the changes it applies.
+/// A change that no open stream may watch is not announced at all
+/// ([`interest`](crate::db::interest)).
 #[derive(Debug, Clone)]
 pub struct Announcer {
     tx: mpsc::Sender<String>,
+    interest: Arc<Interest>,
 }
 
 impl Announcer {
-    /// Starts the sending task; it ends with `shutdown`.
+    /// Starts the sending task and the task that reads which changes are
+    /// watched; both end with `shutdown`.
     pub fn spawn(pool: Pool, shutdown: CancellationToken) -> (Announcer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Announcer { tx }, tokio::spawn(send(pool, rx, shutdown)))
+        let interest = Arc::new(Interest::default());
+        let tasks = tokio::spawn({
+            let interest = interest.clone();
+            async move {
+                tokio::join!(
+                    send(pool.clone(), rx, shutdown.clone()),
+                    watch_interest(pool, interest, shutdown)
+                );
+            }
+        });
+        (Announcer { tx, interest }, tasks)
     }
 
     /// Queues the hint of order `order_id` at `version`, owned by
     /// `user_id` (cut to 255 characters, so that [`HINTS_PER_NOTIFY`] hints
-    /// fit one NOTIFY); never waits.
+    /// fit one NOTIFY), when a stream may watch it; never waits.
     pub fn announce(&self, order_id: OrderId, version: i64, user_id: &str) {
+        if !self.interest.wants(order_id, user_id) {
+            return;
+        }
         let user: String = user_id.chars().take(255).collect();
         let hint = json!([order_id, version, user]).to_string();
         if self.tx.try_send(hint).is_err() {
             metrics::counter!("sse_hints_dropped_total").increment(1);
+        }
+    }
+}
+
+/// Reads the held interest buckets every [`INTEREST_REFRESH`]; a failed
+/// read makes every change wanted until the next one succeeds.
+async fn watch_interest(pool: Pool, interest: Arc<Interest>, shutdown: CancellationToken) {
+    loop {
+        let read = async { super::interest::held(&pool.get().await?).await }.await;
+        match read {
+            Ok(held) => interest.set(Some(&held)),
+            Err(err) => {
+                tracing::debug!(error = %err, "Could not read which changes are watched; announcing all.");
+                interest.set(None);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(INTEREST_REFRESH) => {}
         }
     }
 }

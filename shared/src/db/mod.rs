@@ -2,6 +2,7 @@
 //! Functions take `&impl GenericClient` so that the caller owns the transaction.
 
 pub mod inbox;
+pub mod interest;
 pub mod live;
 pub mod migrate;
 pub mod orders;
