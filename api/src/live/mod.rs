@@ -6,9 +6,12 @@
 //! transaction). A change made by the relay's consumer reaches every
 //! replica the same way: the consumer announces it after its commit. Each
 //! replica LISTENs on one connection ([`feed`]) and reads only orders that
-//! an open stream watches. A once-a-second version check of the watched
-//! orders keeps streams current when a hint is lost. The create path pays
-//! nothing for any of this: no NOTIFY in its transaction.
+//! an open stream watches; on that connection it also holds the interest
+//! locks that tell every announcer which changes some stream may watch
+//! (`order_shared::db::interest`): the others are not announced at all. A
+//! once-a-second version check of the watched orders keeps streams current
+//! when a hint is lost. The create path pays nothing for any of this: no
+//! NOTIFY in its transaction.
 
 pub mod feed;
 pub mod hub;
