@@ -125,7 +125,8 @@ const GATHER: Duration = Duration::from_millis(5);
 
 /// Sends hints of committed changes on [`CHANGES_CHANNEL`]: callers queue a
 /// hint (a channel send, nothing more) and one task sends whatever is
-/// queued within [`GATHER`] of the first as NOTIFYs in one statement, on a pooled connection, outside any
+/// queued within `GATHER` (5 ms) of the first as NOTIFYs in one statement,
+/// on a pooled connection, outside any
 /// write transaction and apart from the relay's claims: a failed or slow
 /// NOTIFY (a full notification queue, say) loses hints, never a write or a
 /// publish. The API announces its own changes right after their commit,
