@@ -126,11 +126,12 @@ const GATHER: Duration = Duration::from_millis(5);
 /// Sends hints of committed changes on [`CHANGES_CHANNEL`]: callers queue a
 /// hint (a channel send, nothing more) and one task sends whatever is
 /// queued within `GATHER` (5 ms) of the first as NOTIFYs in one statement,
-/// on a pooled connection, outside any
-/// write transaction and apart from the relay's claims: a failed or slow
-/// NOTIFY (a full notification queue, say) loses hints, never a write or a
-/// publish. The API announces its own changes right after their commit,
-/// and the relay's consumer the changes it applies.
+/// on a pooled connection, outside any write transaction and apart from
+/// the relay's claims: a failed or slow NOTIFY (a full notification queue,
+/// say) loses hints, never a write or a publish. The API announces its own
+/// changes right after their commit, and the relay's consumer the changes
+/// it applies.
+///
 /// A change that no open stream may watch is not announced at all
 /// ([`interest`](crate::db::interest)).
 #[derive(Debug, Clone)]
