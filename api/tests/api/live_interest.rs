@@ -1,12 +1,13 @@
 //! Announcing only what a stream may watch (`order_shared::db::interest`):
-//! no hint of a change that no stream watches, a hint of a watched user's
+//! no hint of a change that no stream of this database watches, a hint of a watched user's
 //! change, and a change made before the announcers saw a new stream still
 //! reaches it (the stream's replica checks the versions again).
 
 use crate::helpers::*;
 use crate::live::{WAIT, assert_order_event, cancel, watch};
-use order_shared::db::interest::{CATCH_UP, INTEREST_REFRESH, user_bucket};
+use order_shared::db::interest::{self, ALL_ORDERS, CATCH_UP, INTEREST_REFRESH, user_bucket};
 use order_shared::db::live::parse_hints;
+use order_shared::testing::fresh_database;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use uuid::Uuid;
@@ -50,6 +51,14 @@ async fn only_the_changes_a_stream_may_watch_are_announced() {
     let b = spawn_app_on(a.db.clone(), &QUIET).await;
     assert_ne!(user_bucket("alice"), user_bucket("bob"));
     let (_listener, mut heard) = hints(&a).await;
+    // An all-orders stream of a deployment on another database of the same
+    // server (advisory locks are per database) is no reason to announce.
+    let other = fresh_database().await;
+    let (elsewhere, conn) = tokio_postgres::connect(&other.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    interest::take(&elsewhere, &[ALL_ORDERS]).await.unwrap();
     tokio::time::sleep(INTEREST_REFRESH + Duration::from_millis(500)).await;
 
     let unwatched = id_of(&a.create_order("alice").await);

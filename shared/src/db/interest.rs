@@ -74,12 +74,14 @@ pub async fn release(client: &tokio_postgres::Client, buckets: &[i32]) -> Result
     Ok(())
 }
 
-/// The buckets some session holds.
+/// The buckets some session of this database holds (advisory locks are
+/// per database, and `pg_locks` shows every database's).
 pub async fn held(client: &impl GenericClient) -> Result<BTreeSet<i32>, StoreError> {
     let stmt = client
         .prepare_cached(
             "SELECT DISTINCT objid::int4 FROM pg_locks WHERE locktype = 'advisory' \
-             AND classid = $1::int4::oid AND objsubid = 2 AND granted",
+             AND classid = $1::int4::oid AND objsubid = 2 AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .await?;
     let rows = client.query(&stmt, &[&INTEREST_CLASS]).await?;
