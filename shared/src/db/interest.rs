@@ -21,7 +21,7 @@
 //! [`CATCH_UP`] after it took a new bucket, which finds those changes.
 
 use crate::StoreError;
-use crate::db::GenericClient;
+use crate::db::{GenericClient, HELD_ADVISORY_LOCKS};
 use crate::domain::OrderId;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,14 +78,9 @@ pub async fn release(client: &tokio_postgres::Client, buckets: &[i32]) -> Result
 /// The buckets some session of this database holds (advisory locks are
 /// per database, and `pg_locks` shows every database's).
 pub async fn held(client: &impl GenericClient) -> Result<BTreeSet<i32>, StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT DISTINCT objid::int4 FROM pg_locks WHERE locktype = 'advisory' \
-             AND classid = $1::int4::oid AND objsubid = 2 AND granted \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .await?;
-    let rows = client.query(&stmt, &[&INTEREST_CLASS]).await?;
+    let sql = format!("SELECT DISTINCT objid::int4 {HELD_ADVISORY_LOCKS}");
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&i64::from(INTEREST_CLASS)]).await?;
     rows.iter()
         .map(|r| r.try_get::<_, i32>(0).map_err(StoreError::from))
         .collect()

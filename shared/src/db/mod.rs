@@ -19,6 +19,14 @@ use std::time::Duration;
 
 pub use deadpool_postgres::GenericClient;
 
+/// The rest of a query on the advisory locks `(class, key)` held in this
+/// database, the class bound as `$1` (int8): `pg_locks` lists every
+/// database's, and the relays' shard and member locks and the live-update
+/// interest locks must count only their own deployment's.
+pub(crate) const HELD_ADVISORY_LOCKS: &str = "FROM pg_locks WHERE locktype = 'advisory' \
+    AND granted AND classid::int8 = $1 AND objsubid = 2 \
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
 /// How a write announces itself: the trace context for the record headers,
 /// the shard count that places the outbox row, and whether to NOTIFY the
 /// relay (its wake-up hint) with it.

@@ -341,9 +341,7 @@ async fn prepare_one(
 }
 
 async fn prepare(client: &Client, timeout: Duration) -> Result<Statements, StoreError> {
-    let held_locks = "FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND classid::int8 = $1 AND objsubid = 2 \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let held_locks = crate::db::HELD_ADVISORY_LOCKS;
     let prep = |sql: String| async move { prepare_one(client, timeout, &sql).await };
     Ok(Statements {
         // One statement claims for one shard or for all of a relay's idle
