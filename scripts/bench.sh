@@ -23,7 +23,11 @@
 #   4. commit -> broker ack at 1,000 orders/s (the relay's histogram) and
 #      the relay's share (commit -> send call), beside a raw producer's ack
 #      latency at the same rate and a raw PostgreSQL round trip (SELECT 1
-#      every 2 ms) in the same run, with the relay's claim statement p99.
+#      every 2 ms) in the same run, with the relay's claim statement p99;
+#      then, with the relay stopped, the floor of the share (`bench
+#      share-floor`: one connection claiming and deleting the outbox, no
+#      hand-off, no producer) under the same load, at the relay's 10 ms
+#      poll and back to back.
 #   5. inbound: payment.authorized events applied per second by one relay
 #      vs pgbench of the same transaction (scripts/bench/pg-inbound.sql),
 #      and the floor of the required stack (a bare consumer and
@@ -214,7 +218,23 @@ claim_p99=$(sed -n 's/^claim statement.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/ben
 rtt_p99=$(sed -n 's/^raw PostgreSQL round trip.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-ack.txt")
 
 rss_api=$(hwm_mb "$api_pid"); rss_relay=$(hwm_mb "$relay_pid")
+settle
 kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
+# The floor of the share: what any relay that polls the outbox takes on
+# this machine to have a committed row in hand, at the relay's poll and
+# with no poll at all (a claim loop on one connection, no hand-off, no
+# producer), under the same 1,000 creates/s.
+share_floor() {
+  ./target/release/examples/bench share-floor --pg "$BENCH_URL" --poll-ms "$1" --secs $((SECS + 1)) >"$LOG_DIR/bench-share-floor.txt" &
+  local pid=$!
+  sleep 0.5
+  ./target/release/examples/bench http --api "$API" --token "$TOKEN" --rate 1000 --secs "$SECS" >/dev/null
+  wait "$pid"
+  cat "$LOG_DIR/bench-share-floor.txt" >&2
+  sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-share-floor.txt"
+}
+share_floor_poll=$(share_floor 10)
+share_floor_spin=$(share_floor 0)
 
 # A relay of its own for figures 3 (drain) and 5 (inbound); $1 is its topic prefix.
 start_relay() {
@@ -392,6 +412,7 @@ row "3. drain: relay / PostgreSQL claim+delete" "$drain_r" ">= 0.8" "$(verdict "
 row "   bound: cores / (PG + broker CPU per row) = $bound_rate rows/s, / PG" "$bound_r" "" "(reference)"
 row "4. commit -> ack p99 at 1,000/s (ms; raw producer p99 $raw_p99)" "$ack_p99" "<= 20" "$(verdict "$ack_p99" 20 max)"
 row "4. relay share p99 (ms; claim p99 $claim_p99, SELECT 1 p99 $rtt_p99)" "$share_p99" "<= 5" "$(verdict "$share_p99" 5 max)"
+row "   share floor p99, a bare claim loop at a 10 ms poll / back to back (ms)" "$share_floor_poll / $share_floor_spin" "" "(reference)"
 row "5. inbound: relay / pgbench" "$in_r" ">= 0.8" "$(verdict "$in_r" 0.8 min)"
 row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${in_floor[@]}" | mean)" "$(printf '%s\n' "${in_pg[@]}" | mean)")" "" "(reference)"
 row "6. order-api peak RSS (MB)" "$rss_api" "<= 60" "$(verdict "$rss_api" 60 max)"

@@ -21,6 +21,11 @@
 //! `bench publish-floor --brokers B --pg URL --prefix P [--poll-ms 10]`
 //!     the floor of the required stack for figure 3's CPU per event: a
 //!     bare claim, send and delete loop over the outbox, until stopped.
+//! `bench share-floor --pg URL [--poll-ms 10] --secs S`
+//!     the floor of figure 4's relay share: claims (and deletes) the
+//!     outbox on one connection, `--poll-ms` after each claim ended (0: back
+//!     to back), for S seconds; p50/p99 of created_at -> claim returned.
+//!     Run it instead of the relay, beside `bench http`'s load.
 //! `bench wait --pg URL --sql Q --target N [--interval-ms 20] [--timeout-secs 120]`
 //!     runs Q (one bigint) on one connection until it returns N.
 //! `bench inbound --brokers B --topic T --count N --prefix P`
@@ -37,6 +42,7 @@ mod floor;
 mod load;
 mod pg;
 mod publish;
+mod share;
 
 use broker::{inbound, ping, producer, steady};
 use common::arg;
@@ -100,6 +106,14 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Some("share-floor") => {
+            share::share_floor(
+                &arg(&args, "--pg", ""),
+                Duration::from_millis(arg(&args, "--poll-ms", "10").parse()?),
+                arg(&args, "--secs", "10").parse()?,
+            )
+            .await
+        }
         Some("wait") => {
             pg::wait_for(
                 &arg(&args, "--pg", ""),
@@ -136,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         _ => anyhow::bail!(
-            "usage: bench producer|ping|steady|inbound|inbound-floor|publish-floor|http|wait|latency [options]"
+            "usage: bench producer|ping|steady|inbound|inbound-floor|publish-floor|share-floor|http|wait|latency [options]"
         ),
     }
 }

@@ -20,11 +20,32 @@ use order_relay::kafka::{create_topics, producer_config, record_headers};
 use order_shared::db::outbox::{OutboxRow, ROW_COLUMNS};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Statement};
 
 /// After the columns ([`ROW_COLUMNS`]): the rows after the last id sent.
 const CLAIM: &str = "FROM outbox WHERE id > $1 AND parked_at IS NULL ORDER BY id LIMIT 4096";
 const DELETE: &str = "DELETE FROM outbox WHERE id = ANY($1)";
+
+/// A connection to `pg` without sequential scans, as the relay's lease
+/// session (a plan made on a near-empty outbox must not stay a scan of the
+/// whole table), with the claim `SELECT` [`ROW_COLUMNS`] `from` and the
+/// delete of rows by id prepared.
+pub async fn outbox_client(
+    pg: &str,
+    from: &str,
+) -> anyhow::Result<(tokio_postgres::Client, Statement, Statement)> {
+    let mut config: tokio_postgres::Config = pg.parse()?;
+    let (client, connection) = config
+        .options("-c enable_seqscan=off")
+        .connect(NoTls)
+        .await?;
+    tokio::spawn(connection);
+    let claim = client
+        .prepare(&format!("SELECT {ROW_COLUMNS} {from}"))
+        .await?;
+    let delete = client.prepare(DELETE).await?;
+    Ok((client, claim, delete))
+}
 
 /// Publishes the outbox of `pg` to `prefix` + each row's topic (`topics`
 /// are created first) until the process is stopped. Prints one line when
@@ -40,18 +61,7 @@ pub async fn publish_floor(
     let names: Vec<String> = topics.iter().map(|t| format!("{prefix}{t}")).collect();
     create_topics(&settings, &names).await?;
     let producer: FutureProducer = producer_config(&settings).create()?;
-    // Without sequential scans, as the relay's lease session: a plan made
-    // on a near-empty outbox must not stay a scan of the whole table.
-    let mut config: tokio_postgres::Config = pg.parse()?;
-    let (client, connection) = config
-        .options("-c enable_seqscan=off")
-        .connect(NoTls)
-        .await?;
-    tokio::spawn(connection);
-    let claim = client
-        .prepare(&format!("SELECT {ROW_COLUMNS} {CLAIM}"))
-        .await?;
-    let delete = client.prepare(DELETE).await?;
+    let (client, claim, delete) = outbox_client(pg, CLAIM).await?;
     println!("publish floor: ready");
     let mut in_flight = FuturesUnordered::new();
     let (mut after, mut acked, mut found_none) = (0i64, Vec::<i64>::new(), false);
