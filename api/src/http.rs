@@ -43,22 +43,27 @@ pub struct HttpEndpoint<E> {
 
 /// The route template of a path, for metric labels (never ids).
 pub fn route_label(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match segments.as_slice() {
-        ["api", "orders"] => "/api/orders",
-        ["api", "orders", "events"] => "/api/orders/events",
-        ["api", "orders", _] => "/api/orders/{id}",
-        ["api", "orders", _, "events"] => "/api/orders/{id}/events",
-        ["api", "orders", _, "history"] => "/api/orders/{id}/history",
-        ["api", "orders", _, "cancel"] => "/api/orders/{id}/cancel",
-        ["api", "orders", _, "ship"] => "/api/orders/{id}/ship",
-        ["api", "orders", _, "deliver"] => "/api/orders/{id}/deliver",
-        ["api", "openapi.json"] => "/api/openapi.json",
-        ["api", "asyncapi.json"] => "/api/asyncapi.json",
-        ["docs", ..] => "/docs",
-        ["health", "live"] => "/health/live",
-        ["health", "ready"] => "/health/ready",
-        ["metrics"] => "/metrics",
+    // The first five segments, without a Vec per request.
+    let mut parts = path.trim_end_matches('/').split('/').skip(1);
+    let segments: [Option<&str>; 5] = std::array::from_fn(|_| parts.next());
+    match segments {
+        [Some("api"), Some("orders"), None, ..] => "/api/orders",
+        [Some("api"), Some("orders"), Some("events"), None, _] => "/api/orders/events",
+        [Some("api"), Some("orders"), Some(_), None, _] => "/api/orders/{id}",
+        [Some("api"), Some("orders"), Some(_), Some(last), None] => match last {
+            "events" => "/api/orders/{id}/events",
+            "history" => "/api/orders/{id}/history",
+            "cancel" => "/api/orders/{id}/cancel",
+            "ship" => "/api/orders/{id}/ship",
+            "deliver" => "/api/orders/{id}/deliver",
+            _ => "unmatched",
+        },
+        [Some("api"), Some("openapi.json"), None, ..] => "/api/openapi.json",
+        [Some("api"), Some("asyncapi.json"), None, ..] => "/api/asyncapi.json",
+        [Some("docs"), ..] => "/docs",
+        [Some("health"), Some("live"), None, ..] => "/health/live",
+        [Some("health"), Some("ready"), None, ..] => "/health/ready",
+        [Some("metrics"), None, ..] => "/metrics",
         _ => "unmatched",
     }
 }

@@ -36,4 +36,25 @@ fn routes_are_templated() {
     );
     assert_eq!(route_label("/docs/index.css"), "/docs");
     assert_eq!(route_label("/wp-admin"), "unmatched");
+    let id = "/api/orders/0190a6f0-0000-7000-8000-000000000001";
+    assert_eq!(route_label(id), "/api/orders/{id}");
+    for (tail, route) in [
+        ("events", "/api/orders/{id}/events"),
+        ("history", "/api/orders/{id}/history"),
+        ("ship", "/api/orders/{id}/ship"),
+        ("deliver", "/api/orders/{id}/deliver"),
+        ("refund", "unmatched"),
+        ("cancel/again", "unmatched"),
+    ] {
+        assert_eq!(route_label(&format!("{id}/{tail}")), route, "{tail}");
+    }
+    assert_eq!(route_label("/api/orders/events"), "/api/orders/events");
+    assert_eq!(route_label("/api/openapi.json"), "/api/openapi.json");
+    assert_eq!(route_label("/api/asyncapi.json"), "/api/asyncapi.json");
+    assert_eq!(route_label("/health/ready"), "/health/ready");
+    assert_eq!(route_label("/health/live/"), "/health/live");
+    assert_eq!(route_label("/metrics"), "/metrics");
+    assert_eq!(route_label("/metrics/extra"), "unmatched");
+    assert_eq!(route_label("/api/orders/a/b/c/d/e"), "unmatched");
+    assert_eq!(route_label("/"), "unmatched");
 }

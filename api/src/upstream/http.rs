@@ -144,17 +144,25 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
 /// `\\`, not `.` or `..` (dot segments would climb the path), no control
 /// characters, 1 to 64 characters. Checked before any request is made.
 pub fn check_path_id(field: &str, id: &str) -> Result<(), FieldError> {
-    let fail = |why: &str| Err(FieldError::new(field, why));
+    match path_id_problem(id) {
+        Some(why) => Err(FieldError::new(field, why)),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with `id` as a path segment ([`check_path_id`] without
+/// naming the field), if anything.
+pub fn path_id_problem(id: &str) -> Option<&'static str> {
     if id.is_empty() || id.chars().count() > 64 {
-        return fail("must be 1 to 64 characters");
+        return Some("must be 1 to 64 characters");
     }
     if id.chars().any(char::is_control) {
-        return fail(CONTROL_CHARACTERS);
+        return Some(CONTROL_CHARACTERS);
     }
     if id == "." || id == ".." || id.contains(['/', '\\']) {
-        return fail("must not be . or .. nor contain / or \\");
+        return Some("must not be . or .. nor contain / or \\");
     }
-    Ok(())
+    None
 }
 
 /// Percent-encodes a path segment (ids are client input).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 pub async fn place(db: &TestDb) -> Uuid {
-    let order = NewOrder::parse(NewOrderInput {
+    let order = NewOrder::parse(&NewOrderInput {
         currency: "USD".into(),
         items: vec![ItemInput {
             product_id: "sku-1".into(),

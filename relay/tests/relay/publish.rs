@@ -12,7 +12,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 fn new_order() -> NewOrder {
-    NewOrder::parse(NewOrderInput {
+    NewOrder::parse(&NewOrderInput {
         currency: "EUR".into(),
         items: vec![ItemInput {
             product_id: "sku-9".into(),

@@ -19,7 +19,7 @@ const EMIT: Emit<'static> = Emit {
 };
 
 async fn place(pool: &deadpool_postgres::Pool, user: &str) -> Uuid {
-    let order = NewOrder::parse(NewOrderInput {
+    let order = NewOrder::parse(&NewOrderInput {
         currency: "EUR".into(),
         items: vec![ItemInput {
             product_id: "sku-snap".into(),

@@ -25,7 +25,7 @@ fn example_id(n: u128) -> OrderId {
 }
 
 fn new_order() -> Option<NewOrder> {
-    NewOrder::parse(NewOrderInput {
+    NewOrder::parse(&NewOrderInput {
         currency: "USD".into(),
         items: vec![ItemInput {
             product_id: "sku-1".into(),

@@ -96,7 +96,7 @@ impl NewOrder {
     /// at most 10000 in all) when they agree on the unit price; a product
     /// sent at two prices is refused: that has no obvious meaning, and an
     /// order holds one line per product.
-    pub fn parse(input: NewOrderInput) -> Result<NewOrder, Vec<FieldError>> {
+    pub fn parse(input: &NewOrderInput) -> Result<NewOrder, Vec<FieldError>> {
         let mut errors = Vec::new();
         let currency = Currency::parse(&input.currency)
             .map_err(|msg| errors.push(FieldError::new("currency", msg)))
@@ -157,10 +157,12 @@ fn merge(i: usize, first: &mut OrderLine, line: &OrderLine, errors: &mut Vec<Fie
 
 fn parse_line(i: usize, item: &ItemInput, errors: &mut Vec<FieldError>) -> Option<OrderLine> {
     let before = errors.len();
+    // Field names are formatted only for an error.
     let field = |name: &str| format!("items[{i}].{name}");
     let chars = item.product_id.chars().count();
-    if !check_text(&field("productId"), &item.product_id, &[], errors) {
+    if !is_clean(&item.product_id, &[]) {
         // Named once: control characters.
+        errors.push(FieldError::new(field("productId"), CONTROL_CHARACTERS));
     } else if chars == 0
         || chars > MAX_PRODUCT_ID_CHARS
         || item.product_id.trim() != item.product_id
@@ -200,25 +202,32 @@ pub fn check_text(
     allowed: &[char],
     errors: &mut Vec<FieldError>,
 ) -> bool {
-    let clean = !value
-        .chars()
-        .any(|c| c.is_control() && !allowed.contains(&c));
+    let clean = is_clean(value, allowed);
     if !clean {
         errors.push(FieldError::new(field, CONTROL_CHARACTERS));
     }
     clean
 }
 
+/// Whether `value` holds no control characters but those in `allowed`
+/// ([`check_text`] without naming the field).
+pub fn is_clean(value: &str, allowed: &[char]) -> bool {
+    !value
+        .chars()
+        .any(|c| c.is_control() && !allowed.contains(&c))
+}
+
 fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> ShippingAddress {
     // Lengths count the text as sent (the OpenAPI document's maxLength);
     // the stored value is trimmed.
+    // Field names are formatted only for an error.
+    let field = |name: &str| format!("shippingAddress.{name}");
     let mut required = |name: &str, value: &str| {
-        let field = format!("shippingAddress.{name}");
-        if check_text(&field, value, &[], errors)
-            && (value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS)
-        {
+        if !is_clean(value, &[]) {
+            errors.push(FieldError::new(field(name), CONTROL_CHARACTERS));
+        } else if value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
             errors.push(FieldError::new(
-                field,
+                field(name),
                 format!("is required, at most {MAX_ADDRESS_FIELD_CHARS} characters"),
             ));
         }
@@ -239,10 +248,11 @@ fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> Shipping
     }
     let mut optional = |name: &str, value: &Option<String>| {
         let raw = value.as_deref()?;
-        let field = format!("shippingAddress.{name}");
-        if check_text(&field, raw, &[], errors) && raw.chars().count() > MAX_ADDRESS_FIELD_CHARS {
+        if !is_clean(raw, &[]) {
+            errors.push(FieldError::new(field(name), CONTROL_CHARACTERS));
+        } else if raw.chars().count() > MAX_ADDRESS_FIELD_CHARS {
             errors.push(FieldError::new(
-                field,
+                field(name),
                 format!("must be at most {MAX_ADDRESS_FIELD_CHARS} characters"),
             ));
         }

@@ -4,7 +4,7 @@
 
 use crate::problem::ApiError;
 use crate::routes::wire::CreateOrderRequest;
-use crate::upstream::http::check_path_id;
+use crate::upstream::http::{check_path_id, path_id_problem};
 use crate::upstream::{CartClient, ProductClient};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -63,13 +63,16 @@ pub async fn new_order(
         items,
         shipping_address: body.shipping_address.unwrap_or_default().into(),
     };
-    let order = NewOrder::parse(input.clone()).map_err(ApiError::validation)?;
+    let order = NewOrder::parse(&input).map_err(ApiError::validation)?;
     // Product ids become a path of the product service: no dot segments.
     let bad_ids: Vec<FieldError> = order
         .lines
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| check_path_id(&format!("items[{i}].productId"), &l.product_id).err())
+        .filter_map(|(i, l)| {
+            let why = path_id_problem(&l.product_id)?;
+            Some(FieldError::new(format!("items[{i}].productId"), why))
+        })
         .collect();
     if !bad_ids.is_empty() {
         return Err(ApiError::validation(bad_ids));

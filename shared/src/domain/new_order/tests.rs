@@ -36,7 +36,7 @@ fn fields(errors: Vec<FieldError>) -> Vec<String> {
 
 #[test]
 fn computes_line_and_order_totals() {
-    let order = NewOrder::parse(input(vec![item("sku-1", 2, 1999), item("sku-2", 1, 500)]))
+    let order = NewOrder::parse(&input(vec![item("sku-1", 2, 1999), item("sku-2", 1, 500)]))
         .expect("valid order");
     assert_eq!(order.lines[0].line_total, 3998);
     assert_eq!(order.lines[0].quantity.get(), 2);
@@ -45,7 +45,7 @@ fn computes_line_and_order_totals() {
 
 #[test]
 fn limits_are_inclusive() {
-    let order = NewOrder::parse(input(vec![
+    let order = NewOrder::parse(&input(vec![
         item(&"x".repeat(64), 10_000, MAX_UNIT_PRICE),
         item("free", 1, 0),
     ]))
@@ -58,7 +58,7 @@ fn control_characters_are_refused_and_named() {
     let mut bad = input(vec![item("a\u{0}b", 1, 1), item("ok", 1, 1)]);
     bad.shipping_address.name = "Ada\u{1b}[31m".into();
     bad.shipping_address.line2 = Some("flat\u{0}".into());
-    let errors = NewOrder::parse(bad).unwrap_err();
+    let errors = NewOrder::parse(&bad).unwrap_err();
     assert_eq!(
         errors,
         vec![
@@ -81,7 +81,7 @@ fn reports_every_bad_field() {
     ]);
     bad.currency = "usd".into();
     bad.shipping_address.country = "Germany".into();
-    let errors = fields(NewOrder::parse(bad).unwrap_err());
+    let errors = fields(NewOrder::parse(&bad).unwrap_err());
     assert_eq!(
         errors,
         vec![
@@ -100,21 +100,21 @@ fn reports_every_bad_field() {
 #[test]
 fn refuses_empty_and_too_many_items() {
     assert_eq!(
-        fields(NewOrder::parse(input(vec![])).unwrap_err()),
+        fields(NewOrder::parse(&input(vec![])).unwrap_err()),
         vec!["items"]
     );
     let many = (0..=MAX_ITEMS)
         .map(|i| item(&format!("p{i}"), 1, 1))
         .collect();
     assert_eq!(
-        fields(NewOrder::parse(input(many)).unwrap_err()),
+        fields(NewOrder::parse(&input(many)).unwrap_err()),
         vec!["items"]
     );
 }
 
 #[test]
 fn lines_of_one_product_at_one_price_are_merged() {
-    let order = NewOrder::parse(input(vec![
+    let order = NewOrder::parse(&input(vec![
         item("a", 1, 300),
         item("b", 1, 5),
         item("a", 2, 300),
@@ -127,12 +127,12 @@ fn lines_of_one_product_at_one_price_are_merged() {
     assert_eq!(order.total_amount, 905);
     let two_prices = vec![item("a", 1, 1), item("a", 2, 5)];
     assert_eq!(
-        fields(NewOrder::parse(input(two_prices)).unwrap_err()),
+        fields(NewOrder::parse(&input(two_prices)).unwrap_err()),
         vec!["items[1].productId"]
     );
     let too_many = vec![item("a", 6000, 1), item("b", 1, 1), item("a", 5000, 1)];
     assert_eq!(
-        fields(NewOrder::parse(input(too_many)).unwrap_err()),
+        fields(NewOrder::parse(&input(too_many)).unwrap_err()),
         vec!["items[2].quantity"]
     );
 }
@@ -141,7 +141,7 @@ fn lines_of_one_product_at_one_price_are_merged() {
 fn address_needs_its_required_fields() {
     let mut bad = input(vec![item("a", 1, 1)]);
     bad.shipping_address = AddressInput::default();
-    let errors = fields(NewOrder::parse(bad).unwrap_err());
+    let errors = fields(NewOrder::parse(&bad).unwrap_err());
     assert_eq!(
         errors,
         vec![
