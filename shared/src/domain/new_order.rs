@@ -157,12 +157,10 @@ fn merge(i: usize, first: &mut OrderLine, line: &OrderLine, errors: &mut Vec<Fie
 
 fn parse_line(i: usize, item: &ItemInput, errors: &mut Vec<FieldError>) -> Option<OrderLine> {
     let before = errors.len();
-    // Field names are formatted only for an error.
     let field = |name: &str| format!("items[{i}].{name}");
     let chars = item.product_id.chars().count();
-    if !is_clean(&item.product_id, &[]) {
+    if !check_text_with(|| field("productId"), &item.product_id, &[], errors) {
         // Named once: control characters.
-        errors.push(FieldError::new(field("productId"), CONTROL_CHARACTERS));
     } else if chars == 0
         || chars > MAX_PRODUCT_ID_CHARS
         || item.product_id.trim() != item.product_id
@@ -202,30 +200,34 @@ pub fn check_text(
     allowed: &[char],
     errors: &mut Vec<FieldError>,
 ) -> bool {
-    let clean = is_clean(value, allowed);
-    if !clean {
-        errors.push(FieldError::new(field, CONTROL_CHARACTERS));
-    }
-    clean
+    check_text_with(|| field.to_owned(), value, allowed, errors)
 }
 
-/// Whether `value` holds no control characters but those in `allowed`
-/// ([`check_text`] without naming the field).
-pub fn is_clean(value: &str, allowed: &[char]) -> bool {
-    !value
+/// [`check_text`], the field's name made only for an error (a create
+/// checks a dozen fields).
+fn check_text_with(
+    field: impl FnOnce() -> String,
+    value: &str,
+    allowed: &[char],
+    errors: &mut Vec<FieldError>,
+) -> bool {
+    let clean = !value
         .chars()
-        .any(|c| c.is_control() && !allowed.contains(&c))
+        .any(|c| c.is_control() && !allowed.contains(&c));
+    if !clean {
+        errors.push(FieldError::new(field(), CONTROL_CHARACTERS));
+    }
+    clean
 }
 
 fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> ShippingAddress {
     // Lengths count the text as sent (the OpenAPI document's maxLength);
     // the stored value is trimmed.
-    // Field names are formatted only for an error.
     let field = |name: &str| format!("shippingAddress.{name}");
     let mut required = |name: &str, value: &str| {
-        if !is_clean(value, &[]) {
-            errors.push(FieldError::new(field(name), CONTROL_CHARACTERS));
-        } else if value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS {
+        if check_text_with(|| field(name), value, &[], errors)
+            && (value.trim().is_empty() || value.chars().count() > MAX_ADDRESS_FIELD_CHARS)
+        {
             errors.push(FieldError::new(
                 field(name),
                 format!("is required, at most {MAX_ADDRESS_FIELD_CHARS} characters"),
@@ -248,9 +250,9 @@ fn parse_address(input: &AddressInput, errors: &mut Vec<FieldError>) -> Shipping
     }
     let mut optional = |name: &str, value: &Option<String>| {
         let raw = value.as_deref()?;
-        if !is_clean(raw, &[]) {
-            errors.push(FieldError::new(field(name), CONTROL_CHARACTERS));
-        } else if raw.chars().count() > MAX_ADDRESS_FIELD_CHARS {
+        if check_text_with(|| field(name), raw, &[], errors)
+            && raw.chars().count() > MAX_ADDRESS_FIELD_CHARS
+        {
             errors.push(FieldError::new(
                 field(name),
                 format!("must be at most {MAX_ADDRESS_FIELD_CHARS} characters"),
