@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 pub struct RelayContext {
     pub settings: RelaySettings,
     /// Live-update hints of the changes the consumer applies, for the API
-    /// replicas.
-    pub hints: Announcer,
+    /// replicas; none when the consumer is off (nothing to announce, so no
+    /// read of the watched changes every second either).
+    pub hints: Option<Announcer>,
     pub producers: Producers,
     /// Every topic the relay produces to or consumes from (prefixed).
     pub topics: Vec<String>,
@@ -42,7 +43,7 @@ impl RelayContext {
         settings: RelaySettings,
         producers: Producers,
         topics: Vec<String>,
-        hints: Announcer,
+        hints: Option<Announcer>,
     ) -> Self {
         RelayContext {
             meters: PublishMeters::new(&settings.kafka.topic_prefix),

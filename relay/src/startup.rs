@@ -67,7 +67,10 @@ impl Relay {
         let (acceptor, port) =
             order_shared::listen::bind(&settings.host, settings.port, "RELAY_HOST/RELAY_PORT")
                 .await?;
-        let (hints, _) = Announcer::spawn(pool.clone(), shutdown.clone());
+        let hints = settings
+            .consumer
+            .enabled
+            .then(|| Announcer::spawn(pool.clone(), shutdown.clone()).0);
         // The recorder first: the context registers its metric handles.
         let metrics = order_shared::telemetry::prometheus()?;
         let ctx = Arc::new(RelayContext::new(settings, producers, topics, hints));

@@ -230,9 +230,10 @@ impl PartitionWorker {
             }
             // The API replicas' streams learn of the change from this hint
             // (queued, never waited for), as of the API's own changes.
-            if let Some(hint) = changed {
-                let user = hint.user_id.as_str();
-                self.ctx.hints.announce(hint.order_id, hint.version, user);
+            if let Some(hint) = changed
+                && let Some(hints) = &self.ctx.hints
+            {
+                hints.announce(hint.order_id, hint.version, hint.user_id.as_str());
             }
         }
         tracing::info!(key = %inbound.key, outcome = outcome.as_str(), "Event consumed.");
