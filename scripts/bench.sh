@@ -10,7 +10,8 @@
 #   2. reads: GET one order and a page of 20 vs pgbench of the same queries.
 #   Figures 1 and 2 also measure the floor of the required stack
 #   (api/examples/floor.rs: poem, jsonwebtoken, serde and tokio-postgres
-#   running pgbench's own statements, no code of ours) the same way: what
+#   running pgbench's statements, a create's with the body's values, and
+#   answering as the contract asks; no code of ours) the same way: what
 #   the crates the service must use cost on this machine.
 #   3. relay: CPU per published event (from the create runs), and again
 #      alternated with the floor of the required stack (`bench
@@ -97,7 +98,7 @@ env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS APP_ENV=development JWT_SECR
 api_pid=$!
 PIDS+=("$api_pid")
 # The floor of the required stack (api/examples/floor.rs): poem, jsonwebtoken,
-# serde and tokio-postgres running pgbench's own statements, no code of ours.
+# serde and tokio-postgres running pgbench's statements, no code of ours.
 ./target/release/examples/floor "$BENCH_URL" 3133 "$SECRET" >>"$LOG_DIR/bench-floor.log" 2>&1 &
 floor_pid=$!
 PIDS+=("$floor_pid")
