@@ -115,6 +115,11 @@ TOKENS=$(for u in $(seq 0 99); do token "bench-$u"; done | tr '\n' ' ')
 export TOKEN TOKENS
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of every process named $1, with their reaped children's (the
+# postmaster collects the time of the backends that ended). A process that
+# ends between `pgrep` and the read counts nothing.
+pticks() { for p in $(pgrep -x "$1"); do awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'; }
+us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}'; }
 hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 drained() { [ "$(psql_b -c 'SELECT count(*) FROM outbox')" = 0 ]; }
 # Waits on one connection until $1 (one bigint) is $2, polling every $3 ms:
@@ -179,16 +184,43 @@ psql_b -c "ANALYZE orders, order_items" >/dev/null
 ID=$(curl -fsS -X POST "$API/api/orders" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
   -d '{"currency":"USD","items":[{"productId":"sku-1","quantity":2,"unitPrice":1999},{"productId":"sku-2","quantity":1,"unitPrice":500}],"shippingAddress":{"name":"Bench","line1":"1 Main St","city":"X","postalCode":"1","country":"US"}}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-get_api=(); get_pg=(); list_api=(); list_pg=(); get_floor=(); list_floor=()
+# Each read run also splits the CPU it cost per request: PostgreSQL (every
+# postgres process, with the backends the postmaster reaped), the server
+# (order-api or the floor) and the load generator (wrk or pgbench: this
+# script's reaped children). From them, the bound two cores put on any HTTP
+# read: PostgreSQL's and pgbench's CPU per query against PostgreSQL's, the
+# floor's and wrk's per request, on the same cores.
+children() { awk '{print $16 + $17}' "/proc/$$/stat"; }
+declare -A reads=() read_cpu=()
+read_run() { # name server-pid|- command...: the rate, and "pg server client" us per request
+  local name=$1 pid=$2 g0 s0=0 c0 rate n
+  shift 2
+  g0=$(pticks postgres); c0=$(children); [ "$pid" = - ] || s0=$(ticks "$pid")
+  rate=$("$@")
+  sleep 1
+  n=$((rate * SECS))
+  reads[$name]="${reads[$name]:+${reads[$name]} }$rate"
+  read_cpu[$name]+="$(us_per $(($(pticks postgres) - g0)) "$n") $([ "$pid" = - ] && echo 0 || us_per $(($(ticks "$pid") - s0)) "$n") $(us_per $(($(children) - c0)) "$n");"
+}
+wrk_rate() { wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$1" | rate_of; }
 for _ in $(seq "$ROUNDS"); do
-  get_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders/$ID" | rate_of)")
-  get_pg+=("$(pg_tps -f scripts/bench/pg-get.sql -D id="$ID" -D user=bench-0)")
-  list_api+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$API/api/orders?limit=20" | rate_of)")
-  list_pg+=("$(pg_tps -f scripts/bench/pg-list.sql -D user=bench-0)")
-  get_floor+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$FLOOR/api/orders/$ID" | rate_of)")
-  list_floor+=("$(wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$FLOOR/api/orders?limit=20" | rate_of)")
+  read_run get_api "$api_pid" wrk_rate "$API/api/orders/$ID"
+  read_run get_pg - pg_tps -f scripts/bench/pg-get.sql -D id="$ID" -D user=bench-0
+  read_run list_api "$api_pid" wrk_rate "$API/api/orders?limit=20"
+  read_run list_pg - pg_tps -f scripts/bench/pg-list.sql -D user=bench-0
+  read_run get_floor "$floor_pid" wrk_rate "$FLOOR/api/orders/$ID"
+  read_run list_floor "$floor_pid" wrk_rate "$FLOOR/api/orders?limit=20"
 done
-echo "  GET one: API ${get_api[*]} req/s, pgbench ${get_pg[*]} tps, floor ${get_floor[*]} req/s; list 20: API ${list_api[*]} req/s, pgbench ${list_pg[*]} tps, floor ${list_floor[*]} req/s"
+for read in get list; do
+  echo "  ${read}: API ${reads[${read}_api]} req/s, pgbench ${reads[${read}_pg]} tps, floor ${reads[${read}_floor]} req/s"
+  echo "    CPU per request, PostgreSQL + server + load generator (us): API ${read_cpu[${read}_api]} pgbench ${read_cpu[${read}_pg]} floor ${read_cpu[${read}_floor]}"
+done
+# The mean of field $2 (1 PostgreSQL, 2 server, 3 load generator) of a read's CPU splits.
+cpu_of() { tr ';' '\n' <<<"${read_cpu[$1]}" | awk -v f="$2" 'NF {s += $f; n++} END {if (n) printf "%.1f", s / n}'; }
+read_bound() { # get|list: (PG + pgbench) / (PG + floor + wrk), PG's CPU per query from pgbench's runs
+  awk -v p="$(cpu_of "$1_pg" 1)" -v c="$(cpu_of "$1_pg" 3)" -v s="$(cpu_of "$1_floor" 2)" -v w="$(cpu_of "$1_floor" 3)" \
+    'BEGIN {if (p + s + w > 0) printf "%.2f", (p + c) / (p + s + w); else print "n/a"}'
+}
 
 log "4. commit -> ack at 1,000 orders/s (and a raw producer at 1,000/s beside it), and HTTP p50/p99 at half the create rate"
 settle
@@ -283,7 +315,6 @@ log "3. drain of $ROWS pre-filled rows: one relay vs PostgreSQL's own claim + de
 fill() { fill_outbox "$BENCH_URL" "$ROWS" "$SHARDS"; }
 # The machine's busy CPU (every process, all cores) in ticks, from /proc/stat.
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}'; }
 drain_pg=(); drain_relay=(); drain_raw=(); cpu_pg=(); cpu_raw=(); cpu_drain=()
 # Round 0 warms up and is not counted: the first drain of a run was always
 # the slowest on both sides (relay 36,000 against 66,000-75,000 events/s
@@ -333,10 +364,6 @@ insert_orders() { # prefix count
 }
 confirmed_sql() { echo "SELECT count(*) FROM orders WHERE id BETWEEN '${1}000000000000' AND '${1}ffffffffffff' AND status = 'CONFIRMED'"; }
 insert_orders "ffffffff-0000-7000-8000-" "$EVENTS"
-# CPU ticks of every process named $1, with their reaped children's (the
-# postmaster collects the time of the backends that ended). A process that
-# ends between `pgrep` and the read counts nothing.
-pticks() { for p in $(pgrep -x "$1"); do awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'; }
 in_relay=(); in_pg=(); in_cpu=(); in_pg_cpu=(); in_floor=()
 for r in $(seq "$ROUNDS"); do
   prefix="e000000${r}-0000-7000-8000-"
@@ -379,8 +406,9 @@ done
 echo "  relay ${in_relay[*]} events/s; pgbench ${in_pg[*]} tps; floor of the required stack ${in_floor[*]} events/s"
 echo "  CPU per event, relay's half: ${in_cpu[*]}; pgbench's half: PostgreSQL ${in_pg_cpu[*]} us per transaction"
 
-get_r=$(ratio "$(printf '%s\n' "${get_api[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")
-list_r=$(ratio "$(printf '%s\n' "${list_api[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")
+read_ratio() { ratio "$(tr ' ' '\n' <<<"${reads[$1]}" | mean)" "$(tr ' ' '\n' <<<"${reads[$2]}" | mean)"; }
+get_r=$(read_ratio get_api get_pg)
+list_r=$(read_ratio list_api list_pg)
 create_r=$(ratio "$create_api" "$create_pg")
 tail_r=$(ratio "$p99_half" "$p50_half")
 drain_r=$(ratio "$(printf '%s\n' "${drain_relay[@]}" | mean)" "$(printf '%s\n' "${drain_pg[@]}" | mean)")
@@ -403,9 +431,11 @@ row "   API, each create with an Idempotency-Key ($keyed_rate/s), CPU (us)" "$ke
 row "1. HTTP p99 / p50 at $half orders/s ($p99_half / $p50_half ms)" "$tail_r" "<= 3" "$(verdict "$tail_r" 3 max)"
 row "   floor of the required stack, same rate ($p99_floor / $p50_floor ms)" "$(ratio "$p99_floor" "$p50_floor")" "" "(reference)"
 row "2. GET one order: API / pgbench" "$get_r" ">= 0.9" "$(verdict "$get_r" 0.9 min)"
-row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${get_floor[@]}" | mean)" "$(printf '%s\n' "${get_pg[@]}" | mean)")" "" "(reference)"
+row "   floor of the required stack / pgbench" "$(read_ratio get_floor get_pg)" "" "(reference)"
+row "   bound: (PG + pgbench) / (PG + floor + wrk) CPU per read" "$(read_bound get)" "" "(reference)"
 row "2. list 20: API / pgbench" "$list_r" ">= 0.9" "$(verdict "$list_r" 0.9 min)"
-row "   floor of the required stack / pgbench" "$(ratio "$(printf '%s\n' "${list_floor[@]}" | mean)" "$(printf '%s\n' "${list_pg[@]}" | mean)")" "" "(reference)"
+row "   floor of the required stack / pgbench" "$(read_ratio list_floor list_pg)" "" "(reference)"
+row "   bound: (PG + pgbench) / (PG + floor + wrk) CPU per read" "$(read_bound list)" "" "(reference)"
 row "3. relay CPU per published event (us)" "$cpu_relay" "<= 25" "$(verdict "$cpu_relay" 25 max)"
 row "   the same, alternated with the floor below" "$(printf '%s\n' "${cpu_relay2[@]}" | mean)" "" "(reference)"
 row "   floor of the required stack, CPU per event (us)" "$(printf '%s\n' "${cpu_pubfloor[@]}" | mean)" "" "(reference)"
