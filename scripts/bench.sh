@@ -7,7 +7,11 @@
 #      CPU per create of order-api and order-relay from /proc; HTTP p50/p99
 #      at half the measured rate, and the floor's (below) at the same rate;
 #      once, as a reference, creates that each carry an Idempotency-Key.
-#   2. reads: GET one order and a page of 20 vs pgbench of the same queries.
+#   2. reads: GET one order and a page of 20 vs pgbench of the same queries,
+#      and the bound two cores put on any HTTP read: PostgreSQL's and
+#      pgbench's CPU per query against PostgreSQL's, the floor's and wrk's
+#      per request (/proc of every postgres process, the server, and the
+#      load generator).
 #   Figures 1 and 2 also measure the floor of the required stack
 #   (api/examples/floor.rs: poem, jsonwebtoken, serde and tokio-postgres
 #   running pgbench's statements, a create's with the body's values, and
