@@ -240,10 +240,22 @@ settle
 ./target/release/examples/bench steady --brokers "$KAFKA_BROKERS" --topic "bench.steady.$(date +%s)" \
   --rate 1000 --secs "$SECS" >"$LOG_DIR/bench-steady.txt" &
 steady_pid=$!
+# What PostgreSQL did in the background during the run, to tell a stall's
+# cause (claims of up to 0.5-1.8 s in a few whole runs, never in figure 4
+# alone): checkpoints, and (auto)vacuums and analyzes of the outbox. The
+# start time matches PostgreSQL's own log.
+pg_background() {
+  psql_b -c "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) || ' ' ||
+    (SELECT autovacuum_count + autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'outbox')"
+}
+read -r ck0 av0 <<<"$(pg_background)"
+ack_start=$(date -u +%H:%M:%S)
 ./target/release/examples/bench latency --api "$API" --token "$TOKEN" --pg "$BENCH_URL" \
   --relay-metrics http://127.0.0.1:3131/metrics --rate 1000 --secs "$SECS" | tee "$LOG_DIR/bench-ack.txt"
 wait "$steady_pid"
 cat "$LOG_DIR/bench-steady.txt"
+read -r ck1 av1 <<<"$(pg_background)"
+echo "PostgreSQL during the run (from $ack_start UTC): $((ck1 - ck0)) checkpoints, $((av1 - av0)) autovacuums or autoanalyzes of the outbox"
 p50_half=$(sed -n 's/.*HTTP create.*p50 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
 p99_half=$(sed -n 's/.*HTTP create.*p99 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half.txt")
 p50_floor=$(sed -n 's/.*HTTP create.*p50 \([0-9.]*\) ms.*/\1/p' "$LOG_DIR/bench-half-floor.txt")
