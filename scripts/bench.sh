@@ -204,7 +204,9 @@ read_run() { # name server-pid|- command...: the rate, and "pg server client" us
   sleep 1
   n=$((rate * SECS))
   reads[$name]="${reads[$name]:+${reads[$name]} }$rate"
-  read_cpu[$name]+="$(us_per $(($(pticks postgres) - g0)) "$n") $([ "$pid" = - ] && echo 0 || us_per $(($(ticks "$pid") - s0)) "$n") $(us_per $(($(children) - c0)) "$n");"
+  local server=0
+  [ "$pid" = - ] || server=$(us_per $(($(ticks "$pid") - s0)) "$n")
+  read_cpu[$name]+="$(us_per $(($(pticks postgres) - g0)) "$n") $server $(us_per $(($(children) - c0)) "$n");"
 }
 wrk_rate() { wrk -t2 -c16 -d"${SECS}s" -s scripts/bench/get.lua "$1" | rate_of; }
 for _ in $(seq "$ROUNDS"); do
