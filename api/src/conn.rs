@@ -126,14 +126,28 @@ impl<T> Guarded<T> {
     }
 
     fn on_write(&mut self) {
-        if self.phase != Phase::Head {
-            if self.phase == Phase::Busy {
-                self.phase = Phase::Idle;
-                if let Some(reader) = self.parked_reader.take() {
-                    reader.wake();
-                }
-            }
-            self.arm(self.limits.idle);
+        if self.phase == Phase::Head {
+            return;
+        }
+        let reader = if self.phase == Phase::Busy {
+            self.phase = Phase::Idle;
+            self.parked_reader.take()
+        } else {
+            None
+        };
+        self.arm(self.limits.idle);
+        // The reader parked while busy, without a deadline: put the idle
+        // one on its waker. Waking it instead would poll the connection's
+        // task once more per request; it is woken only if that deadline
+        // has already passed.
+        if let Some(reader) = reader
+            && self
+                .deadline
+                .as_mut()
+                .poll(&mut Context::from_waker(&reader))
+                .is_ready()
+        {
+            reader.wake();
         }
     }
 
@@ -160,8 +174,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let before = buf.filled().len();
         match Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let new = buf.filled()[before..].to_vec();
-                self.on_read(&new);
+                self.on_read(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

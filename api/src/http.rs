@@ -21,7 +21,8 @@ pub struct HttpLayer {
     pub request_timeout: Duration,
     /// The body must arrive within this (408 after).
     pub body_read_timeout: Duration,
-    /// Authenticates `/api/orders` writes before their body is read.
+    /// Authenticates `/api/orders` writes before their body is read, and
+    /// is handed to the security scheme of every other request.
     pub verifier: Arc<JwtVerifier>,
 }
 
@@ -350,6 +351,11 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
         let resp = async {
             if let Some(resp) = self.read_body(&mut req, route).await {
                 return resp;
+            }
+            if req.extensions().get::<Authenticated>().is_none() {
+                // The security scheme checks the token of a request the
+                // middleware did not authenticate with this verifier.
+                req.extensions_mut().insert(self.cfg.verifier.clone());
             }
             match tokio::time::timeout(self.cfg.request_timeout, self.inner.call(req)).await {
                 Ok(Ok(resp)) => ensure_problem(resp.into_response(), route).await,

@@ -100,11 +100,16 @@ impl Application {
             .at("/api/asyncapi.json", asyncapi_endpoint())
             .nest("/docs", docs)
             .at("/health/live", poem::get(health::live))
-            .at("/health/ready", poem::get(health::ready))
-            .at("/metrics", poem::get(health::metrics))
-            .data(verifier.clone())
-            .data(pool.clone())
-            .data(order_shared::telemetry::prometheus()?);
+            // Data only where it is read: each `.data()` layer costs every
+            // request it wraps (docs/benchmarks.md, eighteenth pass). The
+            // orders routes get the token verifier from `HttpLayer`.
+            .at("/health/ready", poem::get(health::ready).data(pool.clone()))
+            .at(
+                "/metrics",
+                poem::get(health::metrics)
+                    .data(order_shared::telemetry::prometheus()?)
+                    .data(pool.clone()),
+            );
         let route = if settings.cors_allowed_origins.is_empty() {
             route.boxed()
         } else {
