@@ -8,11 +8,11 @@
 use crate::config::KafkaSettings;
 use crate::consumer::dead_letter::{OFFSET_HEADER, PARTITION_HEADER, REASON_HEADER, TOPIC_HEADER};
 use crate::kafka::{client_config, producer_config};
+use crate::producer::{CheckedProducer, Outgoing};
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -172,7 +172,7 @@ pub async fn replay(
     dlq_topic: &str,
     records: &[&DeadLetter],
 ) -> Result<usize, anyhow::Error> {
-    let producer: FutureProducer = producer_config(settings).create()?;
+    let producer = CheckedProducer::create(&producer_config(settings))?;
     let mut sent = 0;
     for r in records {
         let Some(topic) = r.original_topic() else {
@@ -182,18 +182,16 @@ pub async fn replay(
                 r.offset
             );
         };
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(topic).headers(r.replay_headers(dlq_topic));
-        if let Some(key) = &r.key {
-            record = record.key(key);
-        }
-        if let Some(payload) = &r.payload {
-            record = record.payload(payload);
-        }
+        let record = Outgoing {
+            topic,
+            key: r.key.as_deref(),
+            payload: r.payload.as_deref(),
+            headers: r.replay_headers(dlq_topic),
+        };
         producer
             .send(record, settings.message_timeout)
             .await
-            .map_err(|(e, _)| {
+            .map_err(|e| {
                 anyhow::anyhow!("replaying {dlq_topic}/{}/{}: {e}", r.partition, r.offset)
             })?;
         sent += 1;

@@ -3,6 +3,7 @@
 //! errors into "the broker is the problem" and "this record is the problem".
 
 use crate::config::KafkaSettings;
+use crate::producer::CheckedProducer;
 use order_shared::db::outbox::OutboxRow;
 use order_shared::domain::events::{EVENT_SOURCE, rfc3339};
 use order_shared::trace::TRACEPARENT;
@@ -11,7 +12,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureProducer;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,7 +54,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 pub struct Producers {
     config: ClientConfig,
     generation: AtomicU64,
-    current: Mutex<(u64, FutureProducer)>,
+    current: Mutex<(u64, CheckedProducer)>,
 }
 
 impl std::fmt::Debug for Producers {
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Producers {
 impl Producers {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         let config = producer_config(settings);
-        let producer: FutureProducer = config.create()?;
+        let producer = CheckedProducer::create(&config)?;
         Ok(Producers {
             config,
             generation: AtomicU64::new(0),
@@ -77,7 +77,7 @@ impl Producers {
     }
 
     /// The producer to use, with its generation.
-    pub fn get(&self) -> (u64, FutureProducer) {
+    pub fn get(&self) -> (u64, CheckedProducer) {
         let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
         (guard.0, guard.1.clone())
     }
@@ -88,7 +88,7 @@ impl Producers {
         if guard.0 != generation {
             return;
         }
-        match self.config.create::<FutureProducer>() {
+        match CheckedProducer::create(&self.config) {
             Ok(producer) => {
                 let next = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 *guard = (next, producer);
@@ -108,6 +108,7 @@ impl Producers {
         let probe = tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer;
             producer
+                .producer()
                 .client()
                 .fetch_metadata(None, Duration::from_secs(2))
                 .map(|_| ())

@@ -16,6 +16,7 @@ pub mod health;
 pub mod kafka;
 pub mod leases;
 pub mod outlets;
+pub mod producer;
 pub mod publisher;
 pub mod shard;
 pub mod snapshot;

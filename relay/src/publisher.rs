@@ -10,10 +10,10 @@ use crate::config::ParkedPolicy;
 use crate::context::RelayContext;
 use crate::kafka::{Fault, classify, record_headers};
 use crate::outlets::Outlet;
+use crate::producer::{Ack, Outgoing};
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -59,7 +59,7 @@ pub enum PublishError {
 
 /// One row's delivery: handed to the producer or not, and its result.
 enum Delivery {
-    Waiting(DeliveryFuture),
+    Waiting(Ack),
     Done(Result<(), KafkaError>),
     /// Held back: an earlier row of its order could not be sent.
     Held,
@@ -69,7 +69,7 @@ enum Delivery {
 /// wake-up, so that each holds the current waker: every ack wakes it (and
 /// ticks the batch's [`AckClock`]), and a worker that takes over a batch
 /// the coordinator polled is woken by the acks still to come.
-async fn deliver_all(pending: Vec<Option<Result<DeliveryFuture, KafkaError>>>) -> Vec<Delivery> {
+async fn deliver_all(pending: Vec<Option<Result<Ack, KafkaError>>>) -> Vec<Delivery> {
     let mut deliveries: Vec<Delivery> = pending
         .into_iter()
         .map(|p| match p {
@@ -85,8 +85,7 @@ async fn deliver_all(pending: Vec<Option<Result<DeliveryFuture, KafkaError>>>) -
                 continue;
             };
             match Pin::new(fut).poll(cx) {
-                Poll::Ready(Ok(Ok(_))) => *delivery = Delivery::Done(Ok(())),
-                Poll::Ready(Ok(Err((err, _)))) => *delivery = Delivery::Done(Err(err)),
+                Poll::Ready(Ok(result)) => *delivery = Delivery::Done(result),
                 Poll::Ready(Err(_)) => *delivery = Delivery::Done(Err(KafkaError::Canceled)),
                 Poll::Pending => waiting = true,
             }
@@ -165,7 +164,7 @@ pub struct Sent {
     outlets: Vec<Outlet>,
     /// Per row: `None` when the row was held back (an earlier row of its
     /// order could not be handed to the producer).
-    pending: Vec<Option<Result<DeliveryFuture, KafkaError>>>,
+    pending: Vec<Option<Result<Ack, KafkaError>>>,
     generation: u64,
 }
 
@@ -209,13 +208,15 @@ pub fn send_claimed(
             pending.push(None);
             continue;
         }
-        let record = FutureRecord::to(&outlet.name)
-            .key(row.order_id.hyphenated().encode_lower(&mut key) as &str)
-            .payload(&row.payload)
-            .headers(record_headers(row));
+        let record = Outgoing {
+            topic: &outlet.name,
+            key: Some(row.order_id.hyphenated().encode_lower(&mut key).as_bytes()),
+            payload: Some(row.payload.as_bytes()),
+            headers: record_headers(row),
+        };
         match producer.send_result(record) {
-            Ok(fut) => pending.push(Some(Ok(fut))),
-            Err((err, _)) => {
+            Ok(ack) => pending.push(Some(Ok(ack))),
+            Err(err) => {
                 held.insert(row.order_id);
                 pending.push(Some(Err(err)));
             }

@@ -163,7 +163,7 @@ impl Relay {
             flush_for,
             tokio::task::spawn_blocking(move || {
                 use rdkafka::producer::Producer;
-                producer.flush(flush_for)
+                producer.producer().flush(flush_for)
             }),
         )
         .await;

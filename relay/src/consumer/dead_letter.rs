@@ -8,9 +8,9 @@
 
 use crate::context::RelayContext;
 use crate::kafka::{Fault, classify};
+use crate::producer::Outgoing;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,14 +80,12 @@ impl DeadLetters {
                 value: Some(value),
             });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.topic).headers(headers);
-        if let Some(key) = msg.key() {
-            record = record.key(key);
-        }
-        if let Some(payload) = msg.payload() {
-            record = record.payload(payload);
-        }
+        let record = Outgoing {
+            topic: &self.topic,
+            key: msg.key(),
+            payload: msg.payload(),
+            headers,
+        };
         let (generation, producer) = self.ctx.producers.get();
         let timeout = self.ctx.settings.kafka.message_timeout;
         match producer.send(record, timeout).await {
@@ -101,7 +99,7 @@ impl DeadLetters {
                 );
                 Ok(())
             }
-            Err((source, _)) => {
+            Err(source) => {
                 let fault = classify(&source);
                 let err = DeadLetterError {
                     topic: self.topic.clone(),

@@ -121,3 +121,98 @@ async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
     );
     relay.stop().await;
 }
+
+/// A broker that comes back empty hands out producer ids from 1 again, so
+/// another producer can get the id this relay still holds and write ahead
+/// of its sequence numbers. Tansu then answers the relay's next batch with
+/// DuplicateSequenceNumber, which librdkafka reports as delivered (offset
+/// -1 for the first record, then 0, 1, ...; `rdkafka_request.c`) although
+/// nothing was written. The relay must keep those rows and send them again.
+#[tokio::test]
+async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let mut tansu = start_tansu(port, port).await;
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let topic = format!("{prefix}order.placed");
+    let relay = spawn_relay(relay_env(
+        &db,
+        &prefix,
+        &brokers,
+        &[("KAFKA_TOPIC_PARTITIONS", "1")],
+    ))
+    .await;
+    // The relay's producer gets an id and writes one record.
+    fill_outbox(&db, 1, 1, 8).await;
+    eventually(
+        "the first event published",
+        Duration::from_secs(30),
+        || async { outbox_count(&db).await == 0 },
+    )
+    .await;
+
+    tansu.start_kill().unwrap();
+    tansu.wait().await.unwrap();
+    let _tansu = start_tansu(port, port).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    // The first producer id of the new broker is the relay's old one.
+    let other: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for _ in 0..20 {
+        other
+            .send(
+                FutureRecord::to(&topic).key("other").payload("{}"),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("the other producer writes");
+    }
+
+    fill_outbox(&db, 5, 1, 8).await;
+    eventually(
+        "the new events published",
+        Duration::from_secs(60),
+        || async { outbox_count(&db).await == 0 },
+    )
+    .await;
+    let consumer = consumer(&brokers, std::slice::from_ref(&topic));
+    let records = read_records(
+        &consumer,
+        25,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    )
+    .await;
+    let ours: HashSet<&str> = records
+        .iter()
+        .map(|r| r.key.as_str())
+        .filter(|k| *k != "other")
+        .collect();
+    assert_eq!(
+        ours.len(),
+        5,
+        "every event after the restart is on the topic ({} records read)",
+        records.len()
+    );
+    relay.stop().await;
+}
