@@ -116,7 +116,8 @@ pub struct CheckedProducer {
     inner: Arc<ThreadedProducer<Checked>>,
 }
 
-/// A record to send: key, payload and headers borrowed until the send call.
+/// A record to send: topic, key and payload are borrowed until the send
+/// call returns (librdkafka copies them); the headers are handed over.
 pub struct Outgoing<'a> {
     pub topic: &'a str,
     pub key: Option<&'a [u8]>,
