@@ -8,9 +8,9 @@
 //! broker that restarted empty (Tansu's memory engine, DESIGN section 8)
 //! hands out producer ids from 1 again, so another producer may hold the
 //! id this one still uses and be ahead of its sequence numbers: then
-//! nothing of the batch was written. Such acks fail here as
-//! `DuplicateSequenceNumber` (a producer fault: the producer is replaced
-//! and the rows are sent again). On a real Kafka that answer means the
+//! nothing of the batch was written. Such an ack, and every later ack of
+//! the same producer, fail here as `DuplicateSequenceNumber` (a producer
+//! fault: the producer is replaced and the rows are sent again). On a real Kafka that answer means the
 //! batch was written before; sending it again costs a duplicate, which
 //! consumers drop by `ce_id`.
 
@@ -20,7 +20,8 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A record's acknowledgement: `Ok` once the broker wrote it. Not tokio's
@@ -33,44 +34,35 @@ pub type Ack = oneshot::Receiver<Result<(), KafkaError>>;
 pub const NOT_WRITTEN: KafkaError =
     KafkaError::MessageProduction(RDKafkaErrorCode::DuplicateSequenceNumber);
 
-/// Which acks carry the offsets of a batch answered with
-/// `DuplicateSequenceNumber`: per topic and partition, the offset the next
-/// record of such a batch would get. A real ack at exactly that offset is
-/// also taken as not written: a duplicate, never a loss.
+/// Whether a producer's acks still mean "written". The first ack at a
+/// negative offset spoils the producer: that ack and every later one fail
+/// (the rest of that batch carries offsets 0, 1, ...; a later batch on the
+/// same partition may be written while this one is not, which would put
+/// an order's events out of order). Such a producer is replaced, and what
+/// it had in flight is sent again by the next one: duplicates, never a
+/// loss or a reordering.
 #[derive(Debug, Default)]
 pub struct AckCheck {
-    runs: Vec<(String, i32, i64)>,
+    spoiled: AtomicBool,
 }
 
 impl AckCheck {
-    /// Whether a record acked at `offset` was written.
-    pub fn written(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
-        if offset >= 0 && self.runs.is_empty() {
-            return true;
+    /// Whether a record acked at `offset` was written. Called from the
+    /// one thread that serves delivery reports, in their order.
+    pub fn written(&self, offset: i64) -> bool {
+        if self.spoiled.load(Ordering::Relaxed) {
+            return false;
         }
-        let run = self
-            .runs
-            .iter()
-            .position(|(t, p, _)| *p == partition && t == topic);
-        match run {
-            _ if offset < 0 => {
-                let next = offset.saturating_add(1).max(0);
-                match run {
-                    Some(i) => self.runs[i].2 = next,
-                    None => self.runs.push((topic.to_owned(), partition, next)),
-                }
-                false
-            }
-            Some(i) if self.runs[i].2 == offset => {
-                self.runs[i].2 += 1;
-                false
-            }
-            Some(i) => {
-                self.runs.swap_remove(i);
-                true
-            }
-            None => true,
+        if offset < 0 {
+            self.spoiled.store(true, Ordering::Relaxed);
+            return false;
         }
+        true
+    }
+
+    /// Whether an ack without an offset has been seen.
+    pub fn spoiled(&self) -> bool {
+        self.spoiled.load(Ordering::Relaxed)
     }
 }
 
@@ -78,7 +70,7 @@ impl AckCheck {
 /// polling thread, in the order librdkafka reports them).
 #[derive(Debug, Default)]
 pub struct Checked {
-    check: Mutex<AckCheck>,
+    check: AckCheck,
 }
 
 impl ClientContext for Checked {}
@@ -89,16 +81,15 @@ impl ProducerContext for Checked {
     fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
         let outcome = match result {
             Ok(msg) => {
-                let mut check = self.check.lock().unwrap_or_else(|e| e.into_inner());
-                if check.written(msg.topic(), msg.partition(), msg.offset()) {
+                let first = !self.check.spoiled();
+                if self.check.written(msg.offset()) {
                     Ok(())
                 } else {
-                    // Once per batch: its first record carries the -1.
-                    if msg.offset() < 0 {
+                    if first {
                         tracing::warn!(
                             topic = msg.topic(),
                             partition = msg.partition(),
-                            "The broker acknowledged a batch without writing it (duplicate sequence number); its records will be sent again."
+                            "The broker acknowledged a batch without writing it (duplicate sequence number); the producer is replaced and what it had in flight is sent again."
                         );
                     }
                     Err(NOT_WRITTEN)
@@ -179,33 +170,25 @@ mod tests {
     use super::AckCheck;
 
     #[test]
-    fn a_duplicate_sequence_batch_is_not_written_and_later_acks_are() {
-        let mut check = AckCheck::default();
-        assert!(check.written("t", 0, 41), "a plain ack");
-        // The batch answered with DuplicateSequenceNumber: -1, 0, 1.
-        assert!(!check.written("t", 0, -1));
-        assert!(!check.written("t", 0, 0));
-        // Another partition and another topic are untouched meanwhile.
-        assert!(check.written("t", 1, 0));
-        assert!(check.written("u", 0, 1));
-        assert!(!check.written("t", 0, 1));
-        // The next real ack ends the run.
-        assert!(check.written("t", 0, 57));
-        assert!(check.written("t", 0, 2), "no run any more");
-        // Two runs at once, on two partitions.
-        assert!(!check.written("t", 0, -1));
-        assert!(!check.written("t", 1, -1));
-        assert!(!check.written("t", 1, 0));
-        assert!(!check.written("t", 0, 0));
-        assert!(check.written("t", 1, 9));
-        assert!(!check.written("t", 0, 1));
+    fn after_an_ack_without_an_offset_no_ack_of_the_producer_counts() {
+        let check = AckCheck::default();
+        assert!(check.written(41), "a plain ack");
+        assert!(check.written(0), "offset 0 of a fresh partition");
+        assert!(!check.spoiled());
+        // The batch answered DuplicateSequenceNumber: -1, then 0, 1, ...
+        assert!(!check.written(-1));
+        assert!(check.spoiled());
+        assert!(!check.written(0));
+        assert!(!check.written(1));
+        // Any later ack of this producer, whatever its offset.
+        assert!(!check.written(57));
     }
 
     #[test]
-    fn an_ack_without_any_offset_is_not_written() {
-        let mut check = AckCheck::default();
-        // RD_KAFKA_OFFSET_INVALID (-1001): no run follows from it.
-        assert!(!check.written("t", 0, -1001));
-        assert!(check.written("t", 0, 5));
+    fn an_ack_with_no_offset_at_all_spoils_the_producer_too() {
+        let check = AckCheck::default();
+        // RD_KAFKA_OFFSET_INVALID.
+        assert!(!check.written(-1001));
+        assert!(!check.written(5));
     }
 }
