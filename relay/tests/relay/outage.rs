@@ -195,6 +195,16 @@ async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
         || async { outbox_count(&db).await == 0 },
     )
     .await;
+    // The collision did happen: the acks without an offset failed as a
+    // producer fault (else this test would pass without testing anything).
+    let metrics = metrics_text(relay.port).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("outbox_publish_errors_total")
+                && l.contains("fault=\"producer\"")),
+        "no producer fault counted:\n{metrics}"
+    );
     let consumer = consumer(&brokers, std::slice::from_ref(&topic));
     let records = read_records(
         &consumer,
