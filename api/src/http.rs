@@ -297,10 +297,10 @@ impl<E: Endpoint> HttpEndpoint<E> {
                 Err(refused) => return Some(refused.into_response()),
             }
         }
-        let body = req.take_body().into_bytes_limit(self.cfg.max_body_bytes);
+        let body = body::read_limited(req.take_body(), self.cfg.max_body_bytes);
         match tokio::time::timeout(self.cfg.body_read_timeout, body).await {
-            Ok(Ok(bytes)) => {
-                req.set_body(Body::from_bytes(bytes));
+            Ok(Ok(body)) => {
+                req.set_body(body);
                 None
             }
             Ok(Err(ReadBodyError::PayloadTooLarge)) => Some(too_large()),
@@ -393,5 +393,6 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
     }
 }
 
+mod body;
 #[cfg(test)]
 mod tests;
