@@ -2,6 +2,8 @@
 //! with the trace id, Prometheus request metrics, and the rule that every
 //! error leaves as `application/problem+json`.
 
+mod body;
+
 use crate::auth::{Authenticated, JwtVerifier, authenticate};
 use crate::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem, types};
 use metrics::SharedString;
@@ -393,6 +395,5 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
     }
 }
 
-mod body;
 #[cfg(test)]
 mod tests;
