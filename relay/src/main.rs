@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 /// mimalloc: the allocator was the largest single cost in the profile
 /// (about 15 % of the API's CPU per create with glibc malloc;
-/// docs/benchmarks.md).
+/// docs/benchmarks.md). With its `override` feature (`Cargo.toml`) it also
+/// serves librdkafka's allocations.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -21,6 +22,11 @@ const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox 
                    | snapshot [--order ID]... [--since RFC3339] [--status S] [--all] [--rate N] [--dry-run]]";
 
 fn main() -> ExitCode {
+    // No transparent huge pages: mimalloc asks for them on its arenas, and
+    // with librdkafka's allocations there too they raised the relay's peak
+    // RSS in a drain from about 30 to 47-60 MB, for no CPU gain
+    // (docs/benchmarks.md, change 42). Not fatal where the kernel refuses.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let runtime = order_relay::config::worker_threads(&ProcessEnv)
         .map_err(anyhow::Error::from)
         .and_then(|threads| {
@@ -267,5 +273,31 @@ mod tests {
             let err = format!("{:#}", replay_flags(flags).unwrap_err());
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    /// The C code's allocations (librdkafka's, glibc's own) go to mimalloc
+    /// as well: in glibc malloc they were about a fifth of the relay's CPU
+    /// in a drain (docs/benchmarks.md, change 42).
+    #[test]
+    #[allow(unsafe_code)]
+    fn c_allocations_use_mimalloc() {
+        use std::ffi::c_void;
+        unsafe extern "C" {
+            fn malloc(size: usize) -> *mut c_void;
+            fn free(ptr: *mut c_void);
+            fn mi_is_in_heap_region(ptr: *const c_void) -> bool;
+        }
+        // SAFETY: 64 bytes from malloc, looked at, then given back to free.
+        let mimalloc_owns = unsafe {
+            let ptr = malloc(64);
+            assert!(!ptr.is_null());
+            let owns = mi_is_in_heap_region(ptr);
+            free(ptr);
+            owns
+        };
+        assert!(
+            mimalloc_owns,
+            "malloc is glibc's: mimalloc's `override` feature is off"
+        );
     }
 }

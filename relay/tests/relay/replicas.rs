@@ -97,6 +97,13 @@ async fn a_killed_relay_loses_nothing_and_the_survivor_takes_over() {
         || async { outbox_count(&db).await < 19_900 },
     )
     .await;
+    // main() turns transparent huge pages off for the relay (change 42).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap()))
+        .expect("the relay's /proc status");
+    assert!(
+        status.contains("THP_enabled:\t0"),
+        "transparent huge pages still on for the relay"
+    );
     child.start_kill().expect("SIGKILL");
     child.wait().await.unwrap();
     let left = outbox_count(&db).await;
