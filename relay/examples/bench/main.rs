@@ -49,6 +49,12 @@ use common::arg;
 use load::{ack_latency, http_latency, latency};
 use std::time::Duration;
 
+/// The relay's allocator, which with its `override` feature also serves
+/// librdkafka: the floors (raw producer, `publish-floor`, `inbound-floor`)
+/// pay for allocations what the relay pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
