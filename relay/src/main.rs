@@ -23,8 +23,8 @@ const USAGE: &str = "usage: order-relay [serve | migrate | healthcheck | outbox 
 
 fn main() -> ExitCode {
     // No transparent huge pages: mimalloc asks for them on its arenas, and
-    // with librdkafka's allocations there too they raised the relay's peak
-    // RSS in a drain from about 30 to 47-60 MB, for no CPU gain
+    // with librdkafka's allocations there too they took the relay's peak
+    // RSS in a drain to 47-60 MB (about 30 without them), for no CPU gain
     // (docs/benchmarks.md, change 42). Not fatal where the kernel refuses.
     let _ = nix::sys::prctl::set_thp_disable(true);
     let runtime = order_relay::config::worker_threads(&ProcessEnv)
