@@ -1,5 +1,6 @@
 //! Outbox -> Kafka for one shard: `send_claimed` produces a claimed batch in
-//! id order, `settle` waits for every acknowledgement and returns the
+//! id order (an order's rows together only while they go to one topic:
+//! `per_order`), `settle` waits for every acknowledgement and returns the
 //! acknowledged rows that no failed row of their order precedes, which the
 //! shard's next claim deletes.
 //! `run_shard` publishes the batches the coordinator claims for it
@@ -14,13 +15,16 @@ use crate::producer::{Ack, Outgoing};
 use order_shared::StoreError;
 use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use rdkafka::error::KafkaError;
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use uuid::Uuid;
+
+mod per_order;
+
+use per_order::Lanes;
+pub use per_order::deletable;
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +65,8 @@ pub enum PublishError {
 enum Delivery {
     Waiting(Ack),
     Done(Result<(), KafkaError>),
-    /// Held back: an earlier row of its order could not be sent.
+    /// Held back for the next claim: an earlier row of its order could
+    /// not be sent, or went to another topic ([`Lanes`]).
     Held,
 }
 
@@ -124,24 +129,6 @@ fn count_published<'a>(outlets: impl Iterator<Item = &'a Outlet>) {
     }
 }
 
-/// Which rows of a batch may be deleted, given each row's order and whether
-/// the broker acknowledged it (rows in id order; a row not sent counts as
-/// not acknowledged): every acknowledged row that no unacknowledged row of
-/// the same order precedes. The rest stay, so an order's events are re-sent
-/// in order and other orders' events are not re-sent at all.
-pub fn deletable(rows: &[(Uuid, bool)]) -> Vec<usize> {
-    let mut held: HashSet<Uuid> = HashSet::new();
-    let mut out = Vec::with_capacity(rows.len());
-    for (i, (order, acked)) in rows.iter().enumerate() {
-        if *acked && !held.contains(order) {
-            out.push(i);
-        } else if !*acked {
-            held.insert(*order);
-        }
-    }
-    out
-}
-
 /// Whether claims include parked rows (so that a shard stops at them).
 pub fn claims_parked(ctx: &RelayContext) -> bool {
     ctx.settings.parked_policy == ParkedPolicy::Stop
@@ -162,8 +149,8 @@ pub struct Sent {
     rows: Vec<OutboxRow>,
     /// Per row: its topic's name and counter.
     outlets: Vec<Outlet>,
-    /// Per row: `None` when the row was held back (an earlier row of its
-    /// order could not be handed to the producer).
+    /// Per row: `None` when the row was held back for the next claim
+    /// ([`Lanes`]).
     pending: Vec<Option<Result<Ack, KafkaError>>>,
     generation: u64,
 }
@@ -198,13 +185,14 @@ pub fn send_claimed(
     }
     let (generation, producer) = ctx.producers.get();
     let outlets = ctx.meters.outlets(rows.iter().map(|r| r.topic.as_str()));
-    // An order whose row cannot be handed to the producer sends nothing
-    // more in this batch; the other orders go on.
-    let mut held: HashSet<Uuid> = HashSet::new();
+    // An order's rows go together only while they go to one topic, and an
+    // order whose row cannot be handed to the producer sends nothing more
+    // in this batch; the other orders go on.
+    let mut lanes = Lanes::default();
     let mut pending = Vec::with_capacity(rows.len());
-    let mut key = Uuid::encode_buffer();
+    let mut key = uuid::Uuid::encode_buffer();
     for (row, outlet) in rows.iter_mut().zip(&outlets) {
-        if held.contains(&row.order_id) {
+        if !lanes.admit(row.order_id, &outlet.name) {
             pending.push(None);
             continue;
         }
@@ -217,7 +205,7 @@ pub fn send_claimed(
         match producer.send_result(record) {
             Ok(ack) => pending.push(Some(Ok(ack))),
             Err(err) => {
-                held.insert(row.order_id);
+                lanes.hold(row.order_id);
                 pending.push(Some(Err(err)));
             }
         }
@@ -361,30 +349,4 @@ async fn settle_into(
         published: delete.len(),
         source: err,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::deletable;
-    use uuid::Uuid;
-
-    #[test]
-    fn a_failed_row_holds_back_only_the_later_rows_of_its_order() {
-        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let batch = [
-            (a, true),  // 0: deleted
-            (b, false), // 1: failed
-            (a, true),  // 2: deleted (order a has no failure before it)
-            (b, true),  // 3: kept: order b failed at 1
-            (c, true),  // 4: deleted
-            (b, true),  // 5: kept
-        ];
-        assert_eq!(deletable(&batch), vec![0, 2, 4]);
-        assert_eq!(deletable(&[(a, true), (a, true)]), vec![0, 1]);
-        assert_eq!(
-            deletable(&[(a, false), (a, true), (c, false)]),
-            Vec::<usize>::new()
-        );
-        assert!(deletable(&[]).is_empty());
-    }
 }

@@ -1,6 +1,7 @@
 //! A batch in which one row fails: every acknowledged row that no failed row
 //! of its order precedes is deleted (so it is never sent again), the rest
-//! stay; and the `skip` policy holds back the parked row's order only.
+//! stay; the `skip` policy holds back the parked row's order only; and an
+//! order's event for another topic waits for the ack of the one before.
 
 use crate::helpers::*;
 use order_shared::testing::{TestDb, fresh_database};
@@ -8,16 +9,20 @@ use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Inserts one event of `order` at `version` into shard 0; `pad` bytes make
-/// it too large for a 2000-byte message limit.
+/// Inserts one `order.placed` event of `order` at `version` into shard 0;
+/// `pad` bytes make it too large for a 2000-byte message limit.
 async fn insert(db: &TestDb, order: Uuid, version: i64, pad: i32) {
+    insert_on(db, order, version, "order.placed", pad).await;
+}
+
+async fn insert_on(db: &TestDb, order: Uuid, version: i64, topic: &str, pad: i32) {
     db.connect()
         .await
         .execute(
             "INSERT INTO outbox (event_id, aggregate_id, aggregate_version, event_type, topic, payload, shard) \
-             VALUES (gen_random_uuid(), $1, $2::int8, 'order.placed', 'order.placed', \
+             VALUES (gen_random_uuid(), $1, $2::int8, $4, $4, \
                      jsonb_build_object('version', $2::int8, 'pad', repeat('x', $3::int4)), 0)",
-            &[&order, &version, &pad],
+            &[&order, &version, &pad, &topic],
         )
         .await
         .unwrap();
@@ -39,6 +44,14 @@ fn by_order(records: &[Record]) -> HashMap<String, Vec<i64>> {
             .push(r.value["version"].as_i64().unwrap());
     }
     out
+}
+
+/// Each record's key and version, in the order read.
+fn versions(records: &[Record]) -> Vec<(String, i64)> {
+    records
+        .iter()
+        .map(|r| (r.key.clone(), r.value["version"].as_i64().unwrap()))
+        .collect()
 }
 
 /// Orders `a`..: ten orders of two events each, interleaved in one shard
@@ -167,5 +180,86 @@ async fn the_skip_policy_skips_the_parked_rows_order_not_the_shard_position() {
     assert_eq!(seen[&others[0].to_string()], vec![1, 2, 3]);
     assert_eq!(records.len(), 24, "no duplicates");
     assert_eq!(outbox_count(&db).await, 0);
+    relay.stop().await;
+}
+
+/// An order placed and cancelled before the relay claims it: its two events
+/// are in one batch but go to two topics, so two partitions, which the
+/// broker answers independently. While `order.placed` cannot take version
+/// 1, version 2 must not be on `order.cancelled` (a consumer of both would
+/// see the cancellation first); another order's event on that topic goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orders_event_for_another_topic_waits_for_the_ack_of_the_one_before() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let names = topics(&prefix, &["order.placed", "order.cancelled"]);
+    let (placed, cancelled) = (&names[0], &names[1]);
+    // `order.placed` is missing for now: sends to it time out.
+    create_topic(&brokers(), cancelled, 3).await;
+    let (order, other) = (Uuid::now_v7(), Uuid::now_v7());
+    insert_on(&db, order, 1, "order.placed", 0).await;
+    insert_on(&db, order, 2, "order.cancelled", 0).await;
+    insert_on(&db, other, 1, "order.cancelled", 0).await;
+    let relay = spawn_relay(relay_env(
+        &db,
+        &prefix,
+        &brokers(),
+        &[
+            ("KAFKA_CREATE_TOPICS", "false"),
+            ("KAFKA_MESSAGE_TIMEOUT_MS", "1000"),
+            ("CONSUMER_ENABLED", "false"),
+        ],
+    ))
+    .await;
+
+    let on_cancelled = consumer(&brokers(), std::slice::from_ref(cancelled));
+    let records = read_records(
+        &on_cancelled,
+        1,
+        Duration::from_secs(4),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        versions(&records),
+        vec![(other.to_string(), 1)],
+        "only the other order's event, not the cancellation before the placement"
+    );
+    let metrics = metrics_text(relay.port).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("outbox_publish_errors_total") && l.contains("order.placed")),
+        "the placement failed meanwhile:\n{metrics}"
+    );
+    assert_eq!(outbox_count(&db).await, 2, "both of the order's rows wait");
+
+    // The topic is there: version 1, then version 2.
+    create_topic(&brokers(), placed, 3).await;
+    eventually("every event published", Duration::from_secs(30), || async {
+        outbox_count(&db).await == 0
+    })
+    .await;
+    let on_placed = consumer(&brokers(), std::slice::from_ref(placed));
+    let first = read_records(
+        &on_placed,
+        1,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    let second = read_records(
+        &on_cancelled,
+        1,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(versions(&first), vec![(order.to_string(), 1)]);
+    assert_eq!(versions(&second), vec![(order.to_string(), 2)]);
+    assert!(
+        second[0].timestamp >= first[0].timestamp,
+        "version 2 was produced after version 1"
+    );
     relay.stop().await;
 }

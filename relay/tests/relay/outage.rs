@@ -131,8 +131,6 @@ async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
 #[tokio::test]
 async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
     use rdkafka::ClientConfig;
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let port = free_port();
@@ -160,17 +158,7 @@ async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
     tansu.start_kill().unwrap();
     tansu.wait().await.unwrap();
     let _tansu = start_tansu(port, port).await;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
+    create_topic(&brokers, &topic, 1).await;
     // The first producer id of the new broker is the relay's old one.
     let other: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
