@@ -205,6 +205,7 @@ async fn rebalance(
         }
     } else if workers.len() < fair {
         let taken = session.leased_shards().await?;
+        let mut took = 0;
         for shard in 0..shards as i32 {
             if workers.len() >= fair {
                 break;
@@ -214,15 +215,22 @@ async fn rebalance(
             }
             if session.try_lease(shard).await? {
                 workers.start(shard);
+                took += 1;
                 tracing::debug!(shard, "Took shard lease.");
             }
         }
-        tracing::info!(
-            owned = workers.len(),
-            relays = members,
-            rows_per_shard = workers.row_cap(),
-            "Shard leases balanced."
-        );
+        // Only a change is news: a relay short of its share because the
+        // others hold the rest (8 shards among 3 relays) would otherwise
+        // say so at every rebalance, once a second.
+        if took > 0 {
+            tracing::info!(
+                took,
+                owned = workers.len(),
+                relays = members,
+                rows_per_shard = workers.row_cap(),
+                "Shard leases balanced."
+            );
+        }
     }
     Ok(())
 }

@@ -202,3 +202,63 @@ async fn a_small_row_budget_still_drains_every_order_in_order() {
     );
     relay.stop().await;
 }
+
+/// A relay short of its fair share because another relay holds the rest
+/// (8 shards among 3 relays: one of them has 2) logs its leases when they
+/// change, not at every rebalance (once a second by default).
+#[tokio::test]
+async fn a_relay_short_of_its_share_logs_its_leases_only_when_they_change() {
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    // Another relay holds 5 of the 8 shards: this one's fair share is 4,
+    // and only 3 are free.
+    let (other, _events) = lease_session(&db).await;
+    for shard in 0..5 {
+        assert!(other.try_lease(shard).await.unwrap());
+    }
+    let env = relay_env(&db, &prefix, &brokers(), &[]);
+    let path = std::env::temp_dir().join(format!("{}.log", env["RELAY_INSTANCE_ID"]));
+    let log = std::fs::File::create(&path).expect("relay log file");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-relay"))
+        .arg("serve")
+        .envs(&env)
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start order-relay");
+    let balanced = || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Shard leases balanced."))
+            .map(|l| l.to_owned())
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        "the 3 free shards leased",
+        Duration::from_secs(30),
+        || async { lease_counts(&db).await == vec![3, 5] },
+    )
+    .await;
+    // Ten rebalances (every 200 ms) that change nothing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lines = balanced();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains(r#""owned":3"#), "{}", lines[0]);
+
+    // The other relay goes: this one takes the rest, and says so once more.
+    drop(other);
+    eventually("all 8 shards leased", Duration::from_secs(30), || async {
+        lease_counts(&db).await == vec![8]
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lines = balanced();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[1].contains(r#""owned":8"#), "{}", lines[1]);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let _ = std::fs::remove_file(&path);
+}
