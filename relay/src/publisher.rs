@@ -247,7 +247,6 @@ async fn settle_into(
     acks: &AckClock,
     deletable_ids: &mut Vec<i64>,
 ) -> Result<Step, PublishError> {
-    let settings = &ctx.settings;
     let Sent {
         rows,
         outlets,
@@ -294,7 +293,31 @@ async fn settle_into(
         ctx.broker_ok.store(true, Ordering::Relaxed);
         return Ok(Step::Published(delete.len()));
     }
+    // Boxed: its database and admin calls would make every batch's
+    // settling future several times larger (3 KB, moved and allocated per
+    // batch), for a path that few batches take.
+    Box::pin(record_failures(
+        ctx,
+        session,
+        shard,
+        (&rows, &outlets, generation),
+        failures,
+        delete.len(),
+    ))
+    .await
+}
 
+/// Records a batch's failures (attempts of the rows at fault, and the
+/// producer or topics to renew) and returns the first as the error.
+async fn record_failures(
+    ctx: &RelayContext,
+    session: &OutboxSession,
+    shard: i32,
+    (rows, outlets, generation): (&[OutboxRow], &[Outlet], u64),
+    failures: Vec<(usize, KafkaError, Fault)>,
+    published: usize,
+) -> Result<Step, PublishError> {
+    let settings = &ctx.settings;
     let mut broker_side = None;
     for &(i, ref err, fault) in &failures {
         let (row, topic) = (&rows[i], &outlets[i].name);
@@ -339,14 +362,14 @@ async fn settle_into(
     }
     let failed = failures.len();
     let Some((i, err, fault)) = failures.into_iter().next() else {
-        return Ok(Step::Published(delete.len()));
+        return Ok(Step::Published(published));
     };
     Err(PublishError::Send {
         row_id: rows[i].id,
         topic: outlets[i].name.to_string(),
         fault,
         failed,
-        published: delete.len(),
+        published,
         source: err,
     })
 }
