@@ -178,11 +178,9 @@ pub fn send_claimed(
         return Err(PublishError::LeaseLost);
     }
 
-    // Commit -> send call: the relay's own share of the publish latency.
+    // Commit -> send call: the relay's own share of the publish latency
+    // (of the rows handed to the producer; a held row counts when sent).
     let sending = chrono::Utc::now();
-    for row in &rows {
-        ctx.meters.send_delay.record(since(row.created_at, sending));
-    }
     let (generation, producer) = ctx.producers.get();
     let outlets = ctx.meters.outlets(rows.iter().map(|r| r.topic.as_str()));
     // An order's rows go together only while they go to one topic, and an
@@ -196,6 +194,7 @@ pub fn send_claimed(
             pending.push(None);
             continue;
         }
+        ctx.meters.send_delay.record(since(row.created_at, sending));
         let record = Outgoing {
             topic: &outlet.name,
             key: Some(row.order_id.hyphenated().encode_lower(&mut key).as_bytes()),
