@@ -255,10 +255,17 @@ async fn an_orders_event_for_another_topic_waits_for_the_ack_of_the_one_before()
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(versions(&first), vec![(order.to_string(), 1)]);
-    assert_eq!(versions(&second), vec![(order.to_string(), 2)]);
+    // At least once: a timed-out attempt may still have been written.
+    let only = |records: &[Record], version: i64| {
+        !records.is_empty()
+            && versions(records)
+                .iter()
+                .all(|(key, v)| *key == order.to_string() && *v == version)
+    };
+    assert!(only(&first, 1), "{:?}", versions(&first));
+    assert!(only(&second, 2), "{:?}", versions(&second));
     assert!(
-        second[0].timestamp >= first[0].timestamp,
+        second.iter().map(|r| r.timestamp).min() >= first.iter().map(|r| r.timestamp).max(),
         "version 2 was produced after version 1"
     );
     relay.stop().await;
