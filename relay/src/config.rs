@@ -42,6 +42,10 @@ pub struct KafkaSettings {
     pub message_max_bytes: usize,
     /// librdkafka `linger.ms`: how long the producer gathers a batch.
     pub linger: Duration,
+    /// `linger.ms` of the backlog producer, which sends the full batches of
+    /// a relay that is behind (`KAFKA_BACKLOG_LINGER_MS`); none when it
+    /// equals `linger` (one producer for all).
+    pub backlog_linger: Duration,
     /// librdkafka `debug` contexts (`KAFKA_DEBUG`, e.g. `cgrp,topic`), for
     /// diagnosing the client; its lines are logged at the `rdkafka` target.
     pub debug: Option<String>,
@@ -189,6 +193,7 @@ impl RelaySettings {
                     1_000..=100_000_000,
                 )?,
                 linger: millis(env, "KAFKA_LINGER_MS", 5, 0..=1_000)?,
+                backlog_linger: millis(env, "KAFKA_BACKLOG_LINGER_MS", 20, 0..=1_000)?,
                 debug: optional(env, "KAFKA_DEBUG"),
             },
             consumer: ConsumerSettings::from_env(env)?,
@@ -244,6 +249,8 @@ mod tests {
         assert_eq!(s.publish_stall, Duration::from_secs(60));
         assert_eq!(s.batches_in_flight, DEFAULT_BATCHES_IN_FLIGHT);
         assert_eq!(s.max_rows_in_flight, DEFAULT_MAX_ROWS_IN_FLIGHT);
+        assert_eq!(s.kafka.linger, Duration::from_millis(5));
+        assert_eq!(s.kafka.backlog_linger, Duration::from_millis(20));
     }
 
     #[test]
@@ -264,6 +271,7 @@ mod tests {
             ("OUTBOX_PUBLISH_STALL_SECS", "0"),
             ("OUTBOX_BATCHES_IN_FLIGHT", "0"),
             ("OUTBOX_MAX_ROWS_IN_FLIGHT", "0"),
+            ("KAFKA_BACKLOG_LINGER_MS", "1001"),
         ] {
             let err = RelaySettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

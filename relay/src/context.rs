@@ -4,8 +4,9 @@
 use crate::backoff::Throttle;
 use crate::config::RelaySettings;
 use crate::consumer::health::ConsumerHealth;
-use crate::kafka::{Producers, create_topics};
+use crate::kafka::create_topics;
 use crate::outlets::PublishMeters;
+use crate::producers::Producers;
 use order_shared::db::live::Announcer;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,9 +1,9 @@
-//! Kafka clients: the idempotent producer (replaceable, see DESIGN section 8
-//! on producer ids), topic creation, the record format, and the split of
-//! errors into "the broker is the problem" and "this record is the problem".
+//! Kafka clients: the idempotent producer's settings (the producers
+//! themselves: `producers`), topic creation, the record format, and the
+//! split of errors into "the broker is the problem" and "this record is the
+//! problem".
 
 use crate::config::KafkaSettings;
-use crate::producer::CheckedProducer;
 use order_shared::db::outbox::OutboxRow;
 use order_shared::domain::events::{EVENT_SOURCE, rfc3339};
 use order_shared::trace::TRACEPARENT;
@@ -12,8 +12,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Base config shared by every client.
@@ -46,80 +44,6 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         )
         .set("message.max.bytes", settings.message_max_bytes.to_string());
     config
-}
-
-/// The current producer and its generation. A producer that hit a fatal or
-/// producer-id error, or lived through an outage, is replaced by a new one:
-/// the broker may have forgotten its producer id.
-pub struct Producers {
-    config: ClientConfig,
-    generation: AtomicU64,
-    current: Mutex<(u64, CheckedProducer)>,
-}
-
-impl std::fmt::Debug for Producers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producers")
-            .field("generation", &self.generation)
-            .finish()
-    }
-}
-
-impl Producers {
-    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        let config = producer_config(settings);
-        let producer = CheckedProducer::create(&config)?;
-        Ok(Producers {
-            config,
-            generation: AtomicU64::new(0),
-            current: Mutex::new((0, producer)),
-        })
-    }
-
-    /// The producer to use, with its generation.
-    pub fn get(&self) -> (u64, CheckedProducer) {
-        let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        (guard.0, guard.1.clone())
-    }
-
-    /// Replaces the producer of `generation` (once, however many callers ask).
-    pub fn replace(&self, generation: u64) {
-        let mut guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.0 != generation {
-            return;
-        }
-        match CheckedProducer::create(&self.config) {
-            Ok(producer) => {
-                let next = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                *guard = (next, producer);
-                metrics::counter!("relay_producer_replacements_total").increment(1);
-                tracing::info!(generation = next, "Replaced the Kafka producer.");
-            }
-            Err(err) => tracing::error!(error = %err, "Cannot create a Kafka producer."),
-        }
-    }
-}
-
-impl Producers {
-    /// Whether the broker answers a metadata request of the current
-    /// producer within two seconds (readiness, and the end of a stall).
-    pub async fn broker_answers(&self) -> Result<(), String> {
-        let (_, producer) = self.get();
-        let probe = tokio::task::spawn_blocking(move || {
-            use rdkafka::producer::Producer;
-            producer
-                .producer()
-                .client()
-                .fetch_metadata(None, Duration::from_secs(2))
-                .map(|_| ())
-        })
-        .await;
-        match probe {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("unreachable: {e}")),
-            Err(e) => Err(format!("probe failed: {e}")),
-        }
-    }
 }
 
 /// Creates `topics` (tolerating "already exists").

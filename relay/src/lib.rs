@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod leases;
 pub mod outlets;
 pub mod producer;
+pub mod producers;
 pub mod publisher;
 pub mod shard;
 pub mod snapshot;

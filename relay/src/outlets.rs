@@ -29,6 +29,9 @@ pub struct PublishMeters {
     pub publish_latency: Histogram,
     /// `outbox_sent_total`: records handed to the producer.
     pub sent: Counter,
+    /// `outbox_backlog_batches_total`: full batches handed to the backlog
+    /// producer.
+    pub backlog_batches: Counter,
     prefix: String,
     outlets: Mutex<Vec<(Box<str>, Outlet)>>,
 }
@@ -41,6 +44,7 @@ impl PublishMeters {
             send_delay: metrics::histogram!("outbox_send_delay_seconds"),
             publish_latency: metrics::histogram!("outbox_publish_latency_seconds"),
             sent: metrics::counter!("outbox_sent_total"),
+            backlog_batches: metrics::counter!("outbox_backlog_batches_total"),
             prefix: prefix.to_owned(),
             outlets: Mutex::new(Vec::new()),
         }

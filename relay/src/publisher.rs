@@ -157,13 +157,16 @@ pub struct Sent {
 
 /// Hands rows claimed for `shard` to the producer in id order (up to the
 /// first parked one) without waiting for anything; [`settle`] then waits
-/// for the acks. Nothing is sent unless the lease is still certainly ours
+/// for the acks. A `full` batch (the shard is behind) goes through the
+/// backlog producer, which lingers longer ([`Producers`](crate::producers::Producers)).
+/// Nothing is sent unless the lease is still certainly ours
 /// (`OutboxSession::lease_valid`).
 pub fn send_claimed(
     ctx: &RelayContext,
     session: &OutboxSession,
     shard: i32,
     claimed: Vec<OutboxRow>,
+    full: bool,
 ) -> Result<Sending, PublishError> {
     if claimed.is_empty() {
         ctx.publishing.settled(shard);
@@ -181,7 +184,11 @@ pub fn send_claimed(
     // Commit -> send call: the relay's own share of the publish latency
     // (of the rows handed to the producer; a held row counts when sent).
     let sending = chrono::Utc::now();
-    let (generation, producer) = ctx.producers.get();
+    let backlog = full.then(|| ctx.producers.for_backlog()).flatten();
+    if backlog.is_some() {
+        ctx.meters.backlog_batches.increment(1);
+    }
+    let (generation, producer) = backlog.unwrap_or_else(|| ctx.producers.get());
     let outlets = ctx.meters.outlets(rows.iter().map(|r| r.topic.as_str()));
     // An order's rows go together only while they go to one topic, and an
     // order whose row cannot be handed to the producer sends nothing more

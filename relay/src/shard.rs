@@ -169,7 +169,7 @@ fn send(
 ) -> Handed {
     let orders: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
     let full = rows.len() >= handoff.max_rows();
-    match send_claimed(ctx, session, shard, rows) {
+    match send_claimed(ctx, session, shard, rows, full) {
         Ok(Sending::Sent(sent)) => {
             let settling = settling(ctx, session, shard, sent);
             match full {

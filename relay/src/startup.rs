@@ -4,7 +4,8 @@
 use crate::config::RelaySettings;
 use crate::context::RelayContext;
 use crate::health;
-use crate::kafka::{Producers, create_topics};
+use crate::kafka::create_topics;
+use crate::producers::{BACKLOG_IDLE, Producers};
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use order_shared::db::live::Announcer;
@@ -99,6 +100,7 @@ impl Relay {
         let grace = self.ctx.settings.common.shutdown_timeout;
         let coordinator = tokio::spawn(crate::leases::run(self.ctx.clone(), self.shutdown.clone()));
         let stats = tokio::spawn(report_stats(self.pool.clone(), self.shutdown.clone()));
+        let retire = tokio::spawn(retire_idle_backlog(self.ctx.clone(), self.shutdown.clone()));
         let consumer = self.ctx.settings.consumer.enabled.then(|| {
             tokio::spawn(crate::consumer::run(
                 self.ctx.clone(),
@@ -155,7 +157,8 @@ impl Relay {
         }
         stats.abort();
         purge.abort();
-        let (_, producer) = self.ctx.producers.get();
+        retire.abort();
+        let producers = self.ctx.producers.all();
         let flush_for = deadline
             .saturating_duration_since(tokio::time::Instant::now())
             .max(Duration::from_millis(100));
@@ -163,7 +166,11 @@ impl Relay {
             flush_for,
             tokio::task::spawn_blocking(move || {
                 use rdkafka::producer::Producer;
-                producer.producer().flush(flush_for)
+                let end = std::time::Instant::now() + flush_for;
+                for producer in producers {
+                    let left = end.saturating_duration_since(std::time::Instant::now());
+                    let _ = producer.producer().flush(left);
+                }
             }),
         )
         .await;
@@ -191,6 +198,20 @@ async fn report_stats(pool: Pool, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Every 10 s, closes the backlog producer after [`BACKLOG_IDLE`] without a
+/// full batch.
+async fn retire_idle_backlog(ctx: Arc<RelayContext>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        if ctx.producers.retire_backlog(BACKLOG_IDLE) {
+            tracing::debug!("Closed the idle Kafka backlog producer.");
         }
     }
 }

@@ -20,6 +20,7 @@ pub fn kafka(brokers: &str) -> KafkaSettings {
         message_timeout: Duration::from_secs(30),
         message_max_bytes: 1_000_000,
         linger: Duration::from_millis(5),
+        backlog_linger: Duration::from_millis(5),
         debug: None,
     }
 }

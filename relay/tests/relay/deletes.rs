@@ -7,20 +7,12 @@ use crate::helpers::*;
 use order_shared::testing::{TestDb, fresh_database};
 use std::time::Duration;
 
-/// The sum of every series of the metric `name` in `text`.
-fn sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// `outbox_sent_total` and the sum of `outbox_published_total{topic}`.
 async fn sent_and_published(port: u16) -> (f64, f64) {
     let text = metrics_text(port).await;
     (
-        sum(&text, "outbox_sent_total"),
-        sum(&text, "outbox_published_total"),
+        total(&text, "outbox_sent_total"),
+        total(&text, "outbox_published_total"),
     )
 }
 
@@ -101,10 +93,10 @@ async fn a_batch_settled_at_the_next_poll_is_timed_at_its_ack() {
     .await;
     let text = metrics_text(relay.port).await;
     let (latency, delay) = (
-        sum(&text, "outbox_publish_latency_seconds_sum"),
-        sum(&text, "outbox_send_delay_seconds_sum"),
+        total(&text, "outbox_publish_latency_seconds_sum"),
+        total(&text, "outbox_send_delay_seconds_sum"),
     );
-    assert_eq!(sum(&text, "outbox_publish_latency_seconds_count"), 1.0);
+    assert_eq!(total(&text, "outbox_publish_latency_seconds_count"), 1.0);
     assert!(
         latency >= delay && latency - delay < 1.5,
         "commit -> ack {latency} s, commit -> send {delay} s"

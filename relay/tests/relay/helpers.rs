@@ -231,6 +231,16 @@ pub async fn metrics_text(port: u16) -> String {
         .unwrap()
 }
 
+/// Sum of every series of a counter in a Prometheus text.
+pub fn total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Waits for a condition on the database, polling.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
@@ -348,5 +358,38 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
             Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, e)) => panic!("creating {t}: {e}"),
         }
+    }
+}
+
+pub fn versions_by_order(records: &[Record]) -> HashMap<String, Vec<i64>> {
+    let mut by_order: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in records {
+        by_order
+            .entry(r.key.clone())
+            .or_default()
+            .push(r.value["version"].as_i64().unwrap());
+    }
+    by_order
+}
+
+/// Reads the `order.placed` records under `prefix` until `orders` x
+/// `versions` arrived, and asserts each arrived once, in version order per
+/// order.
+pub async fn assert_each_once_in_order(prefix: &str, orders: usize, versions: i64) {
+    let expected = orders * versions as usize;
+    let consumer = consumer(&brokers(), &topics(prefix, &["order.placed"]));
+    let records = read_records(
+        &consumer,
+        expected,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .await;
+
+    assert_eq!(records.len(), expected, "every event exactly once");
+    let by_order = versions_by_order(&records);
+    assert_eq!(by_order.len(), orders);
+    for (order, got) in by_order {
+        assert_eq!(got, (1..=versions).collect::<Vec<i64>>(), "order {order}");
     }
 }

@@ -20,16 +20,6 @@ async fn wait_leases(db: &TestDb, expected: &[i64], within: Duration) -> Duratio
     start.elapsed()
 }
 
-/// Sum of every series of a counter in a Prometheus text.
-fn total(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn publisher_env(
     db_url: &str,
     db: &TestDb,

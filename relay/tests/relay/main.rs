@@ -1,6 +1,7 @@
 //! Integration tests of order-relay against a real PostgreSQL and a real
 //! Kafka-API broker (Tansu): one binary, one module per area.
 
+mod backlog;
 mod batches;
 mod consume;
 mod consume_records;

@@ -130,6 +130,24 @@ async fn broker_outage_loses_no_event_and_the_api_keeps_taking_orders() {
 /// nothing was written. The relay must keep those rows and send them again.
 #[tokio::test]
 async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
+    reused_producer_id(&[]).await;
+}
+
+/// The same through the backlog producer: with batches of one row every
+/// batch is full, so every record goes through it, and replacing the
+/// relay's producers must replace that one too.
+#[tokio::test]
+async fn a_reused_producer_id_of_the_backlog_producer_loses_no_event() {
+    let metrics = reused_producer_id(&[("OUTBOX_BATCH_SIZE", "1")]).await;
+    assert!(
+        total(&metrics, "outbox_backlog_batches_total") >= 6.0,
+        "the backlog producer sent the batches:\n{metrics}"
+    );
+}
+
+/// Runs the collision with the relay settings `extra`; returns the relay's
+/// metrics at the end.
+async fn reused_producer_id(extra: &[(&str, &str)]) -> String {
     use rdkafka::ClientConfig;
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -139,14 +157,10 @@ async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
     let db = fresh_database().await;
     let prefix = unique_prefix();
     let topic = format!("{prefix}order.placed");
-    let relay = spawn_relay(relay_env(
-        &db,
-        &prefix,
-        &brokers,
-        &[("KAFKA_TOPIC_PARTITIONS", "1")],
-    ))
-    .await;
-    // The relay's producer gets an id and writes one record.
+    let mut env = relay_env(&db, &prefix, &brokers, &[("KAFKA_TOPIC_PARTITIONS", "1")]);
+    env.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+    let relay = spawn_relay(env).await;
+    // The relay's producers get their ids and write one record.
     fill_outbox(&db, 1, 1, 8).await;
     eventually(
         "the first event published",
@@ -159,21 +173,24 @@ async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
     tansu.wait().await.unwrap();
     let _tansu = start_tansu(port, port).await;
     create_topic(&brokers, &topic, 1).await;
-    // The first producer id of the new broker is the relay's old one.
-    let other: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    for _ in 0..20 {
-        other
-            .send(
-                FutureRecord::to(&topic).key("other").payload("{}"),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("the other producer writes");
+    // The first producer ids of the new broker are the relay's old ones
+    // (its producer's and, when made, its backlog producer's).
+    for _ in 0..3 {
+        let other: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        for _ in 0..20 {
+            other
+                .send(
+                    FutureRecord::to(&topic).key("other").payload("{}"),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("the other producer writes");
+        }
     }
 
     fill_outbox(&db, 5, 1, 8).await;
@@ -196,7 +213,7 @@ async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
     let consumer = consumer(&brokers, std::slice::from_ref(&topic));
     let records = read_records(
         &consumer,
-        25,
+        65,
         Duration::from_secs(2),
         Duration::from_secs(60),
     )
@@ -213,4 +230,5 @@ async fn a_reused_producer_id_after_an_empty_broker_restart_loses_no_event() {
         records.len()
     );
     relay.stop().await;
+    metrics
 }

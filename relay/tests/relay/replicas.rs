@@ -3,41 +3,8 @@
 
 use crate::helpers::*;
 use order_shared::testing::fresh_database;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
-
-fn versions_by_order(records: &[Record]) -> HashMap<String, Vec<i64>> {
-    let mut by_order: HashMap<String, Vec<i64>> = HashMap::new();
-    for r in records {
-        by_order
-            .entry(r.key.clone())
-            .or_default()
-            .push(r.value["version"].as_i64().unwrap());
-    }
-    by_order
-}
-
-/// Reads the `order.placed` records under `prefix` until `orders` x
-/// `versions` arrived, and asserts each arrived once, in version order per
-/// order.
-async fn assert_each_once_in_order(prefix: &str, orders: usize, versions: i64) {
-    let expected = orders * versions as usize;
-    let consumer = consumer(&brokers(), &topics(prefix, &["order.placed"]));
-    let records = read_records(
-        &consumer,
-        expected,
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    )
-    .await;
-
-    assert_eq!(records.len(), expected, "every event exactly once");
-    let by_order = versions_by_order(&records);
-    assert_eq!(by_order.len(), orders);
-    for (order, got) in by_order {
-        assert_eq!(got, (1..=versions).collect::<Vec<i64>>(), "order {order}");
-    }
-}
 
 #[tokio::test]
 async fn three_replicas_publish_5000_events_in_order_per_order() {
