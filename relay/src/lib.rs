@@ -14,6 +14,7 @@ pub mod flights;
 pub mod handoff;
 pub mod health;
 pub mod kafka;
+pub mod kafka_log;
 pub mod leases;
 pub mod outlets;
 pub mod producer;

@@ -73,7 +73,11 @@ pub struct Checked {
     check: AckCheck,
 }
 
-impl ClientContext for Checked {}
+impl ClientContext for Checked {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka_log::client_error(&error, reason);
+    }
+}
 
 impl ProducerContext for Checked {
     type DeliveryOpaque = Box<oneshot::Sender<Result<(), KafkaError>>>;

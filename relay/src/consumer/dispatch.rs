@@ -273,6 +273,10 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
 }
 
 impl ClientContext for GroupContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::kafka_log::client_error(&error, reason);
+    }
+
     /// Consumer lag per partition, from librdkafka's statistics.
     fn stats(&self, statistics: Statistics) {
         for (name, topic) in &statistics.topics {

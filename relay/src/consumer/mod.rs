@@ -161,7 +161,7 @@ fn poll_until(consumer: &BaseConsumer<GroupContext>, shutdown: &CancellationToke
                 group.dispatch(consumer, delivery);
             }
             Some(Err(err)) => {
-                tracing::warn!(error = %err, "Kafka consumer error.");
+                crate::kafka_log::consumer_error(&err);
                 std::thread::sleep(Duration::from_millis(200));
             }
         }

@@ -232,3 +232,59 @@ async fn reused_producer_id(extra: &[(&str, &str)]) -> String {
     relay.stop().await;
     metrics
 }
+
+/// While the broker is away, librdkafka reports every failed connection
+/// attempt, and the consumer's poll returns the same errors: the relay
+/// logs each kind once, then at most once per 30 s, instead of about 20
+/// lines a second for as long as the outage lasts.
+#[tokio::test]
+async fn a_broker_outage_does_not_flood_the_log() {
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let mut tansu = start_tansu(port, port).await;
+    let db = fresh_database().await;
+    let prefix = unique_prefix();
+    let env = relay_env(&db, &prefix, &brokers, &[]);
+    let path = std::env::temp_dir().join(format!("{}.log", env["RELAY_INSTANCE_ID"]));
+    let log = std::fs::File::create(&path).expect("relay log file");
+    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-relay"))
+        .arg("serve")
+        .envs(&env)
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start order-relay");
+    fill_outbox(&db, 20, 1, 8).await;
+    eventually("the events published", Duration::from_secs(30), || async {
+        outbox_count(&db).await == 0
+    })
+    .await;
+
+    tansu.start_kill().unwrap();
+    tansu.wait().await.unwrap();
+    fill_outbox(&db, 20, 1, 8).await;
+    let start = std::fs::read_to_string(&path).unwrap().lines().count();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let outage: Vec<&str> = text.lines().skip(start).collect();
+    let errors: Vec<&&str> = outage
+        .iter()
+        .filter(|l| l.contains("Kafka client error") || l.contains("Kafka consumer error"))
+        .collect();
+    assert!(
+        !errors.is_empty(),
+        "the outage is still reported: {outage:#?}"
+    );
+    // One line per kind (client and consumer, two or three error codes
+    // each) in a window of 30 s.
+    assert!(errors.len() <= 6, "{} lines: {errors:#?}", errors.len());
+    assert!(
+        outage.len() < 60,
+        "{} lines in 12 s of outage: {outage:#?}",
+        outage.len()
+    );
+    relay.start_kill().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
