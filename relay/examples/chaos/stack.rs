@@ -149,6 +149,27 @@ impl Stack {
         }
     }
 
+    /// Restarts every relay cleanly (SIGTERM, wait, start again): each
+    /// leaves the consumer group, which Tansu then rebalances at once.
+    pub async fn restart_relays(&mut self) {
+        for i in 0..3 {
+            if let Some(mut child) = self.relays[i].take() {
+                if let Some(pid) = child.id() {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status();
+                }
+                if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
+            self.start_relay(i);
+        }
+    }
+
     pub fn signal_relays(&self, signal: &str) {
         for child in self.relays.iter().flatten() {
             if let Some(pid) = child.id() {
