@@ -13,6 +13,7 @@ mod helpers;
 mod inbound;
 mod lease_faults;
 mod live;
+mod logged;
 mod outage;
 mod plans;
 mod publish;

@@ -245,17 +245,7 @@ async fn a_broker_outage_does_not_flood_the_log() {
     let db = fresh_database().await;
     let prefix = unique_prefix();
     let env = relay_env(&db, &prefix, &brokers, &[]);
-    let path = std::env::temp_dir().join(format!("{}.log", env["RELAY_INSTANCE_ID"]));
-    let log = std::fs::File::create(&path).expect("relay log file");
-    let mut relay = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-relay"))
-        .arg("serve")
-        .envs(&env)
-        .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "json")
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start order-relay");
+    let (mut relay, path) = crate::logged::spawn_logged_relay(&env);
     fill_outbox(&db, 20, 1, 8).await;
     eventually("the events published", Duration::from_secs(30), || async {
         outbox_count(&db).await == 0

@@ -184,17 +184,7 @@ async fn a_relay_short_of_its_share_logs_its_leases_only_when_they_change() {
         assert!(other.try_lease(shard).await.unwrap());
     }
     let env = relay_env(&db, &prefix, &brokers(), &[]);
-    let path = std::env::temp_dir().join(format!("{}.log", env["RELAY_INSTANCE_ID"]));
-    let log = std::fs::File::create(&path).expect("relay log file");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-relay"))
-        .arg("serve")
-        .envs(&env)
-        .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "json")
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start order-relay");
+    let (mut child, path) = crate::logged::spawn_logged_relay(&env);
     let balanced = || {
         std::fs::read_to_string(&path)
             .unwrap_or_default()
