@@ -1,7 +1,8 @@
 //! Exponential backoff with a ceiling, shared by every retry loop of the
-//! relay, and a throttle for work or warnings that many callers may ask
-//! for at once.
+//! relay, a throttle for work or warnings that many callers may ask for at
+//! once, and a window per kind of log line that counts what it left out.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,56 @@ impl Throttle {
         }
         *last = Some(Instant::now());
         true
+    }
+}
+
+/// When each kind of line was last written, and how many were left out
+/// since: a kind is let through the first time, then at most once per
+/// window.
+#[derive(Debug)]
+pub struct Repeats {
+    window: Duration,
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    logged_at: Instant,
+    left_out: u64,
+}
+
+impl Repeats {
+    pub fn new(window: Duration) -> Self {
+        Repeats {
+            window,
+            seen: Mutex::default(),
+        }
+    }
+
+    /// `Some(n)` when a line of `kind` is due at `now` (`n` lines of that
+    /// kind were left out since the last one), `None` to leave it out.
+    pub fn admit(&self, kind: &str, now: Instant) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get_mut(kind) {
+            None => {
+                seen.insert(
+                    kind.to_owned(),
+                    Seen {
+                        logged_at: now,
+                        left_out: 0,
+                    },
+                );
+                Some(0)
+            }
+            Some(s) if now.saturating_duration_since(s.logged_at) >= self.window => {
+                s.logged_at = now;
+                Some(std::mem::take(&mut s.left_out))
+            }
+            Some(s) => {
+                s.left_out += 1;
+                None
+            }
+        }
     }
 }
 
@@ -61,8 +112,39 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    use super::{Backoff, Throttle};
-    use std::time::Duration;
+    use super::{Backoff, Repeats, Throttle};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_kind_is_let_through_first_then_once_per_window_with_the_count_left_out() {
+        let window = Duration::from_secs(30);
+        let repeats = Repeats::new(window);
+        let t0 = Instant::now();
+        assert_eq!(repeats.admit("client:AllBrokersDown", t0), Some(0));
+        for i in 1..=40 {
+            let at = t0 + Duration::from_millis(50 * i);
+            assert_eq!(repeats.admit("client:AllBrokersDown", at), None);
+        }
+        // Another kind is not held back by the first.
+        let other = t0 + Duration::from_secs(1);
+        assert_eq!(
+            repeats.admit("client:BrokerTransportFailure", other),
+            Some(0)
+        );
+        let just_before = t0 + window - Duration::from_millis(1);
+        assert_eq!(repeats.admit("client:AllBrokersDown", just_before), None);
+        assert_eq!(
+            repeats.admit("client:AllBrokersDown", t0 + window),
+            Some(41)
+        );
+        let after = t0 + window + Duration::from_secs(1);
+        assert_eq!(repeats.admit("client:AllBrokersDown", after), None);
+        assert_eq!(
+            repeats.admit("client:AllBrokersDown", t0 + 3 * window),
+            Some(1),
+            "a quiet spell: the next line is due at once"
+        );
+    }
 
     #[test]
     fn a_throttle_lets_one_through_per_period() {

@@ -1,7 +1,7 @@
 //! The state that the lease coordinator, the shard workers, the consumer and
 //! the health server share. Startup builds it; nothing here starts tasks.
 
-use crate::backoff::Throttle;
+use crate::backoff::{Repeats, Throttle};
 use crate::config::RelaySettings;
 use crate::consumer::health::ConsumerHealth;
 use crate::kafka::create_topics;
@@ -32,6 +32,9 @@ pub struct RelayContext {
     pub topics_checked: Throttle,
     /// Failed deletes of published rows are logged at most every 10 s.
     pub delete_warnings: Throttle,
+    /// Failed publishing is logged once per kind of failure every 10 s
+    /// for all the relay's shards (an outage fails them all at once).
+    pub publish_warnings: Repeats,
     /// Whether sends on this relay's shards keep failing.
     pub publishing: PublishHealth,
     /// Publishing's metric handles and topic names, made once.
@@ -57,6 +60,7 @@ impl RelayContext {
             consumer: ConsumerHealth::default(),
             topics_checked: Throttle::new(Duration::from_secs(2)),
             delete_warnings: Throttle::new(Duration::from_secs(10)),
+            publish_warnings: Repeats::new(Duration::from_secs(10)),
             publishing: PublishHealth::default(),
         }
     }
@@ -116,6 +120,11 @@ impl PublishHealth {
     /// `shard` has nothing to publish, or is no longer ours.
     pub fn settled(&self, shard: i32) {
         self.state().failing.remove(&shard);
+    }
+
+    /// How many shards' last step failed on the broker's side.
+    pub fn failing_shards(&self) -> usize {
+        self.state().failing.len()
     }
 
     /// For how long sends have failed without any acknowledgement since.

@@ -77,6 +77,10 @@ impl ClientContext for Checked {
     fn error(&self, error: KafkaError, reason: &str) {
         crate::kafka_log::client_error(&error, reason);
     }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::kafka_log::client_log(level, fac, message);
+    }
 }
 
 impl ProducerContext for Checked {

@@ -16,7 +16,7 @@ use order_shared::db::outbox::{OutboxRow, OutboxSession};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -137,12 +137,29 @@ pub async fn run_shard(
                     return;
                 }
                 let delay = backoff.next_delay();
-                tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
-                    "Publishing failed; the shard waits and retries.");
+                let kind = failure_kind(&err);
+                if let Some(left_out) = ctx.publish_warnings.admit(&kind, Instant::now()) {
+                    tracing::warn!(shard, error = %err, retry_in_ms = delay.as_millis() as u64,
+                        failing_shards = ctx.publishing.failing_shards(), left_out,
+                        "Publishing failed; the shard waits and retries (one line per kind of failure every 10 s for all shards; left_out counts the lines left out since the last).");
+                }
                 pause_for(delay, resume.as_mut());
                 paused = true;
             }
         }
+    }
+}
+
+/// What a failure is, for its log line: an outage fails every shard the
+/// same way, and one line says so for all of them.
+fn failure_kind(err: &PublishError) -> String {
+    match err {
+        PublishError::Database(_) => "database".to_owned(),
+        PublishError::Send { fault, source, .. } => match source.rdkafka_error_code() {
+            Some(code) => format!("send:{fault:?}:{code:?}"),
+            None => format!("send:{fault:?}"),
+        },
+        PublishError::LeaseLost => "lease".to_owned(),
     }
 }
 
@@ -277,5 +294,39 @@ pub async fn claim_for(
                 .iter()
                 .for_each(|(_, handoff, _)| handoff.end_claim());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::Fault;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    fn send_error(row_id: i64, topic: &str, fault: Fault, code: RDKafkaErrorCode) -> PublishError {
+        PublishError::Send {
+            row_id,
+            topic: topic.into(),
+            fault,
+            failed: 1,
+            published: 0,
+            source: KafkaError::MessageProduction(code),
+        }
+    }
+
+    #[test]
+    fn an_outage_fails_every_shard_with_one_kind_of_failure() {
+        let timed_out = RDKafkaErrorCode::MessageTimedOut;
+        let a = send_error(1, "order.placed", Fault::Broker, timed_out);
+        let b = send_error(977, "order.cancelled", Fault::Broker, timed_out);
+        assert_eq!(failure_kind(&a), failure_kind(&b), "rows and topics differ");
+        let other = send_error(
+            1,
+            "order.placed",
+            Fault::Record,
+            RDKafkaErrorCode::MessageSizeTooLarge,
+        );
+        assert_ne!(failure_kind(&a), failure_kind(&other));
+        assert_ne!(failure_kind(&a), failure_kind(&PublishError::LeaseLost));
     }
 }

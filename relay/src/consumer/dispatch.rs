@@ -277,6 +277,10 @@ impl ClientContext for GroupContext {
         crate::kafka_log::client_error(&error, reason);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::kafka_log::client_log(level, fac, message);
+    }
+
     /// Consumer lag per partition, from librdkafka's statistics.
     fn stats(&self, statistics: Statistics) {
         for (name, topic) in &statistics.topics {
