@@ -6,6 +6,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
+mod json;
+pub use json::{JsonLine, SpanJson};
+
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
 /// A second call (tests start several apps in one process) is a no-op.
 pub fn init_tracing(format: LogFormat) {
@@ -15,9 +18,8 @@ pub fn init_tracing(format: LogFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+            .fmt_fields(SpanJson)
+            .event_format(JsonLine)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };

@@ -1,0 +1,228 @@
+//! The JSON log (`LOG_FORMAT=json`), written as text once. The lines are
+//! those of `tracing-subscriber`'s JSON formatter with `flatten_event` and
+//! the current span: `timestamp`, `level`, the event's fields, `target`,
+//! `span` (the current span's fields and `name`) and `spans` (every span
+//! from the root). What differs is the cost. The stock formatter keeps each
+//! span's fields as JSON text built through a map of `serde_json` values,
+//! and parses that text back twice for every line logged in a span (for
+//! `span` and for `spans`); a field recorded later (`Span::record`) parses
+//! it and serialises it again; every string goes through an adaptor that
+//! checks each chunk as UTF-8. The API opens a span per request, records
+//! the order id into it and logs "Order placed." in it; the consumer does
+//! the same per event. Here a span's fields are written as JSON text when
+//! they are recorded, a later field is appended, and a line copies the
+//! text in. Measured in `docs/benchmarks.md` (twenty-fourth pass) and by
+//! `cargo run --release -p order-shared --example span_cost`.
+
+use std::fmt::{self, Write};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+/// Formats a span's fields as one JSON object, appending later ones.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpanJson;
+
+impl<'w> FormatFields<'w> for SpanJson {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        writer.write_char('{')?;
+        fields.record(&mut Entries::new(&mut writer, true));
+        writer.write_char('}')
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        if current.fields.is_empty() {
+            return self.format_fields(current.as_writer(), fields);
+        }
+        // `{...}`: reopen the object, append the entries, close it again.
+        current.fields.pop();
+        let first = current.fields.ends_with('{');
+        fields.record(&mut Entries::new(&mut current.fields, first));
+        current.fields.push('}');
+        Ok(())
+    }
+}
+
+/// Formats a line of the JSON log, with the spans' fields as [`SpanJson`]
+/// wrote them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonLine;
+
+impl<S> FormatEvent<S, SpanJson> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, SpanJson>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        // Events of the `log` crate carry their own target and level.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        writer.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, "\",\"level\":\"{}\"", meta.level())?;
+        event.record(&mut Entries::new(&mut writer, false));
+        writer.write_str(",\"target\":")?;
+        quoted_str(&mut writer, meta.target());
+        let current = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = current {
+            writer.write_str(",\"span\":")?;
+            span_object(&mut writer, &span)?;
+            writer.write_str(",\"spans\":[")?;
+            if let Some(leaf) = ctx.lookup_current() {
+                for (i, span) in leaf.scope().from_root().enumerate() {
+                    if i > 0 {
+                        writer.write_char(',')?;
+                    }
+                    span_object(&mut writer, &span)?;
+                }
+            }
+            writer.write_char(']')?;
+        }
+        writer.write_str("}\n")
+    }
+}
+
+/// A span as a JSON object: its fields, then its `name`.
+fn span_object<'a, S>(out: &mut Writer<'_>, span: &SpanRef<'a, S>) -> fmt::Result
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let extensions = span.extensions();
+    let fields = extensions
+        .get::<FormattedFields<SpanJson>>()
+        .map_or("{}", |f| f.fields.as_str());
+    // `{...}` without its `}`, then the name.
+    let open = fields.strip_suffix('}').unwrap_or("{");
+    out.write_str(open)?;
+    if open != "{" {
+        out.write_char(',')?;
+    }
+    out.write_str("\"name\":")?;
+    quoted_str(out, span.metadata().name());
+    out.write_char('}')
+}
+
+/// Appends `"name":value` entries, comma-separated, to a JSON object's
+/// text: strings and values formatted with `Debug`/`Display` as JSON
+/// strings, integers, floats and booleans as JSON numbers and booleans (as
+/// `tracing-serde` writes them).
+struct Entries<'a> {
+    out: &'a mut dyn Write,
+    first: bool,
+}
+
+impl<'a> Entries<'a> {
+    fn new(out: &'a mut dyn Write, first: bool) -> Self {
+        Entries { out, first }
+    }
+
+    fn key(&mut self, field: &Field) {
+        if !self.first {
+            let _ = self.out.write_char(',');
+        }
+        self.first = false;
+        quoted_str(self.out, field.name());
+        let _ = self.out.write_char(':');
+    }
+}
+
+impl Visit for Entries<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        // serde_json's text for a float; JSON has no NaN or infinity: null.
+        let _ = match serde_json::Number::from_f64(value) {
+            Some(number) => write!(self.out, "{number}"),
+            None => self.out.write_str("null"),
+        };
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        quoted_str(self.out, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        quoted(self.out, format_args!("{value:?}"));
+    }
+}
+
+/// Writes `value` as a JSON string.
+fn quoted(out: &mut dyn Write, value: fmt::Arguments<'_>) {
+    let _ = out.write_char('"');
+    let _ = Escaped(out).write_fmt(value);
+    let _ = out.write_char('"');
+}
+
+/// Writes `text` as a JSON string.
+fn quoted_str(out: &mut dyn Write, text: &str) {
+    let _ = out.write_char('"');
+    let _ = Escaped(out).write_str(text);
+    let _ = out.write_char('"');
+}
+
+/// Escapes what it is given for the inside of a JSON string, as serde_json
+/// does.
+struct Escaped<'a>(&'a mut dyn Write);
+
+impl Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Runs of plain characters go through in one call. Every character
+        // to escape is ASCII, so a byte scan never splits a character.
+        let mut plain = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..0x20 => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[plain..i])?;
+            match escape {
+                "" => write!(self.0, "\\u{b:04x}")?,
+                e => self.0.write_str(e)?,
+            }
+            plain = i + 1;
+        }
+        self.0.write_str(&s[plain..])
+    }
+}
+
+#[cfg(test)]
+mod tests;

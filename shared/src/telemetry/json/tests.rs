@@ -1,0 +1,125 @@
+use super::{JsonLine, SpanJson};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The log's lines, kept in memory.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = Lines;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// What the services log: lines outside any span, in a request's span
+/// (fields of each kind, one written with `%`, one left empty and
+/// recorded later, text that JSON must escape), in nested spans, and a
+/// line of the `log` crate (as librdkafka's and tokio-postgres's come).
+fn scenario() {
+    let text = "a \"quoted\"\\ line\nand a\ttab, \u{1b}[31m, \u{8}\u{c}\r, \u{7f}, é, 日本";
+    tracing::info!(port = 3003u64, "order-api listening.");
+    let trace_id = uuid::Uuid::nil();
+    let span = tracing::info_span!("request", method = "POST", route = %"/api/orders",
+        trace_id = %trace_id, text, count = 3u64, delta = -2i64, ok = true, ratio = 0.25,
+        nan = f64::NAN, order_id = tracing::field::Empty, late = tracing::field::Empty);
+    let entered = span.enter();
+    tracing::info!(status = 201, total = 12.5, "before the record");
+    span.record("order_id", tracing::field::display("0190-abc"));
+    span.record("late", 7u64);
+    tracing::warn!(status = 500, elapsed_ms = 1.0e-3, error = ?Some(text), "Request failed.");
+    let inner = tracing::info_span!("inner", shard = 3);
+    inner.in_scope(|| tracing::error!(shard = 3, "nested"));
+    drop(entered);
+    // A span with no fields at first, recorded into later.
+    let bare = tracing::info_span!("bare", order_id = tracing::field::Empty);
+    bare.in_scope(|| tracing::info!("before"));
+    bare.record("order_id", "x");
+    bare.in_scope(|| tracing::info!("inside the bare span"));
+    tracing_log::log::warn!(target: "librdkafka", "librdkafka: FAIL {text}");
+}
+
+/// Every line `scenario` logs, with `SpanJson` and `JsonLine` or with the
+/// stock JSON formatter as the services used it before.
+fn lines(ours: bool) -> Vec<String> {
+    let _ = tracing_log::LogTracer::init();
+    let lines = Lines::default();
+    let builder = tracing_subscriber::fmt().with_writer(lines.clone());
+    match ours {
+        true => {
+            let subscriber = builder.fmt_fields(SpanJson).event_format(JsonLine).finish();
+            tracing::subscriber::with_default(subscriber, scenario)
+        }
+        false => {
+            let subscriber = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .finish();
+            tracing::subscriber::with_default(subscriber, scenario)
+        }
+    }
+    let bytes = lines.0.lock().unwrap().clone();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parsed(line: &str) -> serde_json::Value {
+    let mut value: serde_json::Value = serde_json::from_str(line).expect(line);
+    let timestamp = value["timestamp"].take();
+    let timestamp = timestamp.as_str().expect("a timestamp");
+    // RFC 3339 in UTC with microseconds: 2026-11-29T11:15:06.272454Z.
+    assert_eq!(timestamp.len(), 27, "{timestamp}");
+    assert!(
+        timestamp.ends_with('Z') && &timestamp[10..11] == "T",
+        "{timestamp}"
+    );
+    value
+}
+
+#[test]
+fn lines_read_the_same_as_the_stock_json_formatter() {
+    let ours = lines(true);
+    let stock = lines(false);
+    assert_eq!(ours.len(), 7, "{ours:#?}");
+    assert_eq!(ours.len(), stock.len());
+    for (ours, stock) in ours.iter().zip(&stock) {
+        assert_eq!(
+            parsed(ours),
+            parsed(stock),
+            "\n ours: {ours}\nstock: {stock}"
+        );
+        assert!(ours.starts_with("{\"timestamp\":\""), "{ours}");
+    }
+    let failed = parsed(&ours[2]);
+    assert_eq!(failed["span"]["order_id"], "0190-abc");
+    assert_eq!(failed["span"]["late"], 7);
+    assert!(failed["span"]["nan"].is_null());
+    assert_eq!(failed["spans"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["level"], "WARN");
+    assert_eq!(
+        parsed(&ours[1])["span"].get("order_id"),
+        None,
+        "not recorded yet"
+    );
+    assert_eq!(parsed(&ours[3])["spans"][1]["name"], "inner");
+    assert_eq!(parsed(&ours[6])["target"], "librdkafka");
+    assert_eq!(parsed(&ours[0]).get("span"), None, "outside any span");
+}
