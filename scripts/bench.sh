@@ -41,6 +41,10 @@
 #      and the floor of the required stack (a bare consumer and
 #      tokio-postgres running that transaction, `bench inbound-floor`).
 #   6. peak RSS (VmHWM) of both binaries after figures 1, 2 and 4.
+# The services log as the chart deploys them (RUST_LOG=info,
+# LOG_FORMAT=json: a line per order placed and per event consumed) into
+# $LOG_DIR/bench-*.log, emptied at the start; before the twenty-fourth
+# pass they ran at RUST_LOG=warn.
 # Results and the profile: docs/benchmarks.md.
 # Usage: ./scripts/bench.sh [SECS=10] [ROUNDS=2]
 # shellcheck source=scripts/lib.sh
@@ -58,6 +62,10 @@ PIDS=()
 trap kill_bench_pids EXIT
 # A step that fails ends the run (set -e): say which, rather than stop silently.
 trap 'echo "bench.sh: the command at line $LINENO failed; logs in $LOG_DIR" >&2' ERR
+# Only for the services: Tansu reads RUST_LOG too.
+SERVICE_LOG=(RUST_LOG=info LOG_FORMAT=json)
+: >"$LOG_DIR/bench-api.log"
+: >"$LOG_DIR/bench-relay.log"
 
 # A broker of the bench's own, started afresh before figures 1, 3 and 5:
 # Tansu's memory engine slows down with the records it holds (figure 5 on
@@ -95,12 +103,12 @@ DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS ./target/release/order-api migra
 psql_b() { psql "$BENCH_URL" -qAt -v ON_ERROR_STOP=1 "$@"; }
 
 env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="bench.all.$(date +%s)." \
-  KAFKA_CREATE_TOPICS=true CONSUMER_ENABLED=false RELAY_PORT=3131 RUST_LOG=warn \
+  KAFKA_CREATE_TOPICS=true CONSUMER_ENABLED=false RELAY_PORT=3131 "${SERVICE_LOG[@]}" \
   ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
 relay_pid=$!
 PIDS+=("$relay_pid")
 env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS APP_ENV=development JWT_SECRET="$SECRET" \
-  API_HOST=127.0.0.1 API_PORT=3130 DATABASE_POOL_SIZE=16 RUST_LOG=warn \
+  API_HOST=127.0.0.1 API_PORT=3130 DATABASE_POOL_SIZE=16 "${SERVICE_LOG[@]}" \
   ./target/release/order-api serve >>"$LOG_DIR/bench-api.log" 2>&1 &
 api_pid=$!
 PIDS+=("$api_pid")
@@ -293,7 +301,7 @@ share_floor_spin=$(share_floor 0)
 # A relay of its own for figures 3 (drain) and 5 (inbound); $1 is its topic prefix.
 start_relay() {
   env DATABASE_URL="$BENCH_URL" OUTBOX_SHARDS=$SHARDS KAFKA_TOPIC_PREFIX="$1" KAFKA_CREATE_TOPICS=true \
-    KAFKA_CONSUMER_GROUP="bench-$(date +%s%N)" CONSUMER_ENABLED="$2" RELAY_PORT=3132 RUST_LOG=warn \
+    KAFKA_CONSUMER_GROUP="bench-$(date +%s%N)" CONSUMER_ENABLED="$2" RELAY_PORT=3132 "${SERVICE_LOG[@]}" \
     ./target/release/order-relay serve >>"$LOG_DIR/bench-relay.log" 2>&1 &
   relay2_pid=$!
   PIDS+=("$relay2_pid")
