@@ -32,6 +32,9 @@ impl Throttle {
     }
 }
 
+/// The most kinds a [`Repeats`] remembers.
+const MAX_KINDS: usize = 1024;
+
 /// When each kind of line was last written, and how many were left out
 /// since: a kind is let through the first time, then at most once per
 /// window.
@@ -59,6 +62,11 @@ impl Repeats {
     /// kind were left out since the last one), `None` to leave it out.
     pub fn admit(&self, kind: &str, now: Instant) -> Option<u64> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_KINDS && !seen.contains_key(kind) {
+            // Kinds made of text could be many: forget them all rather
+            // than grow (each is then logged once more).
+            seen.clear();
+        }
         match seen.get_mut(kind) {
             None => {
                 seen.insert(
@@ -156,6 +164,19 @@ mod tests {
         assert!(short.due());
         std::thread::sleep(Duration::from_millis(30));
         assert!(short.due(), "again after the period");
+    }
+
+    #[test]
+    fn repeats_forget_every_kind_rather_than_grow_past_the_cap() {
+        let repeats = Repeats::new(Duration::from_secs(30));
+        let now = Instant::now();
+        for i in 0..super::MAX_KINDS {
+            assert_eq!(repeats.admit(&format!("kind {i}"), now), Some(0));
+        }
+        assert_eq!(repeats.admit("kind 0", now), None, "remembered");
+        assert_eq!(repeats.admit("one too many", now), Some(0));
+        assert_eq!(repeats.admit("kind 0", now), Some(0), "forgotten");
+        assert!(repeats.seen.lock().unwrap().len() <= 2);
     }
 
     #[test]

@@ -43,10 +43,23 @@ pub fn client_error(error: &KafkaError, reason: &str) {
     }
 }
 
+/// A librdkafka log line's kind: its facility and its text without digits,
+/// at most 120 characters. So a failed connection of one broker thread
+/// (`[thrd:host:port/id]: ... failed: Connection refused (after 0ms in
+/// state CONNECT)`) is one kind however its counts and times read, while
+/// two different warnings (at start-up, say) are two.
+fn log_kind(fac: &str, message: &str) -> String {
+    let text: String = message
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(120)
+        .collect();
+    format!("log:{fac}:{text}")
+}
+
 /// A client's log callback (`ClientContext::log`) of the producers and the
 /// consumer: as rdkafka's default, but a line at warning or above goes
-/// through the window, by facility and librdkafka thread (one per broker
-/// connection: `[thrd:host:port/id]` leads the message).
+/// through the window by its kind ([`log_kind`]).
 pub fn client_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
     use RDKafkaLogLevel::*;
     if matches!(level, Notice | Info | Debug) {
@@ -56,8 +69,7 @@ pub fn client_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
         }
         return;
     }
-    let thread = message.split(']').next().unwrap_or_default();
-    let kind = format!("log:{fac}:{thread}");
+    let kind = log_kind(fac, message);
     let Some(left_out) = KAFKA.admit(&kind, Instant::now()) else {
         return;
     };
@@ -75,5 +87,38 @@ pub fn consumer_error(error: &KafkaError) {
             left_out,
             "Kafka consumer error (the same error at most once per 30 s; left_out counts the lines left out since the last)."
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_kind;
+
+    #[test]
+    fn a_log_line_kind_ignores_counts_and_times_but_not_the_text() {
+        let refused = |ms: u32, port: u32| {
+            format!(
+                "[thrd:127.0.0.1:{port}/1]: 127.0.0.1:{port}/1: Connect to ipv4#127.0.0.1:{port} failed: Connection refused (after {ms}ms in state CONNECT)"
+            )
+        };
+        let first = log_kind("FAIL", &refused(0, 9092));
+        assert_eq!(first, log_kind("FAIL", &refused(17, 9092)));
+        assert_ne!(first, log_kind("BROKERFAIL", &refused(0, 9092)));
+        let thread = log_kind(
+            "FAIL",
+            "[thrd:GroupCoordinator]: GroupCoordinator: Connect failed",
+        );
+        assert_ne!(first, thread);
+        let config = |p: &str| {
+            format!(
+                "[thrd:app]: Configuration property {p} is a consumer property and will be ignored by this producer instance"
+            )
+        };
+        assert_ne!(
+            log_kind("CONFWARN", &config("group.id")),
+            log_kind("CONFWARN", &config("auto.offset.reset")),
+            "two different warnings are both logged"
+        );
+        assert!(log_kind("FAIL", &"x".repeat(10_000)).len() < 140, "bounded");
     }
 }
