@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(30);
 
 /// One table for the whole process: a replaced producer keeps its
-/// predecessor's count. Kinds are librdkafka's error codes, so it stays
-/// small.
+/// predecessor's count. Kinds are librdkafka's error codes and log-line
+/// kinds ([`log_kind`]); the table forgets them all rather than grow past
+/// a cap (`Repeats`).
 static KAFKA: LazyLock<Repeats> = LazyLock::new(|| Repeats::new(WINDOW));
 
 fn kind(side: &str, error: &KafkaError) -> String {
@@ -43,18 +44,25 @@ pub fn client_error(error: &KafkaError, reason: &str) {
     }
 }
 
-/// A librdkafka log line's kind: its facility and its text without digits,
-/// at most 120 characters. So a failed connection of one broker thread
-/// (`[thrd:host:port/id]: ... failed: Connection refused (after 0ms in
-/// state CONNECT)`) is one kind however its counts and times read, while
-/// two different warnings (at start-up, say) are two.
+/// A librdkafka log line's kind: its facility, the librdkafka thread that
+/// leads it (`[thrd:host:port/id]`, one per broker connection) as it is,
+/// and the rest of its text without digits, at most 120 characters. So the
+/// failed connections of one broker thread (`... failed: Connection
+/// refused (after 0ms in state CONNECT)`) are one kind however their
+/// counts and times read, while two brokers, or two different warnings
+/// (at start-up, say), are two.
 fn log_kind(fac: &str, message: &str) -> String {
-    let text: String = message
+    let (thread, rest) = match message.strip_prefix("[thrd:") {
+        Some(after) => after.split_once(']').unwrap_or((after, "")),
+        None => ("", message),
+    };
+    let thread: String = thread.chars().take(120).collect();
+    let text: String = rest
         .chars()
         .filter(|c| !c.is_ascii_digit())
         .take(120)
         .collect();
-    format!("log:{fac}:{text}")
+    format!("log:{fac}:{thread}:{text}")
 }
 
 /// A client's log callback (`ClientContext::log`) of the producers and the
@@ -103,6 +111,7 @@ mod tests {
         };
         let first = log_kind("FAIL", &refused(0, 9092));
         assert_eq!(first, log_kind("FAIL", &refused(17, 9092)));
+        assert_ne!(first, log_kind("FAIL", &refused(0, 9093)), "another broker");
         assert_ne!(first, log_kind("BROKERFAIL", &refused(0, 9092)));
         let thread = log_kind(
             "FAIL",
@@ -120,5 +129,7 @@ mod tests {
             "two different warnings are both logged"
         );
         assert!(log_kind("FAIL", &"x".repeat(10_000)).len() < 140, "bounded");
+        let long_thread = format!("[thrd:{}]: x", "h".repeat(10_000));
+        assert!(log_kind("FAIL", &long_thread).len() < 260, "bounded");
     }
 }
