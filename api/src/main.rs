@@ -15,7 +15,10 @@ const USAGE: &str = "usage: order-api [serve | migrate | healthcheck | token --s
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()).await {
+    let result = run(std::env::args().skip(1).collect()).await;
+    // The log lines still held go out before the error and the exit.
+    order_shared::telemetry::flush_logs();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("order-api: {err:#}");

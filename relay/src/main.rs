@@ -37,6 +37,8 @@ fn main() -> ExitCode {
                 .context("cannot start the async runtime")
         });
     let result = runtime.and_then(|rt| rt.block_on(run(std::env::args().skip(1).collect())));
+    // The log lines still held go out before the error and the exit.
+    order_shared::telemetry::flush_logs();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -137,13 +137,15 @@ async fn sigterm_drains_and_exits_cleanly() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-api"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-api"))
         .arg("serve")
         .env("DATABASE_URL", &app.db.url)
         .env("JWT_SECRET", SECRET)
         .env("API_HOST", "127.0.0.1")
         .env("API_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start order-api");
@@ -169,13 +171,18 @@ async fn sigterm_drains_and_exits_cleanly() {
             .unwrap()
             .success()
     );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+    let exited = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("exits within the grace period")
         .unwrap();
 
-    assert!(status.success(), "{status:?}");
+    assert!(exited.status.success(), "{:?}", exited.status);
     assert!(reqwest::get(&ready).await.is_err(), "no longer listening");
+    // Its last line, logged just before it exits, is written and not left
+    // with the log's writer thread.
+    let log = String::from_utf8_lossy(&exited.stderr);
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("\"order-api stopped.\""), "{log}");
 }
 
 #[tokio::test]
