@@ -7,22 +7,45 @@ use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
 mod json;
+mod writer;
 pub use json::{JsonLine, SpanJson};
+pub use writer::{BatchWriter, flush_logs};
 
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
-/// A second call (tests start several apps in one process) is a no-op.
+/// Lines go to stderr through [`BatchWriter`]'s thread; [`flush_logs`]
+/// writes what it holds, and a panic does before its message. A second
+/// call (tests start several apps in one process) is a no-op.
 pub fn init_tracing(format: LogFormat) {
+    let Some(writer) = writer::stderr_writer() else {
+        install_subscriber(format, std::io::stderr);
+        return;
+    };
+    if install_subscriber(format, writer) {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            flush_logs();
+            previous(info);
+        }));
+    }
+}
+
+/// Whether the subscriber was installed (not already there).
+fn install_subscriber<W>(format: LogFormat, writer: W) -> bool
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_writer(writer);
+    match format {
         LogFormat::Json => builder
             .fmt_fields(SpanJson)
             .event_format(JsonLine)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+            .try_init()
+            .is_ok(),
+        LogFormat::Text => builder.try_init().is_ok(),
+    }
 }
 
 static PROMETHEUS: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
