@@ -20,7 +20,6 @@ use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
@@ -71,7 +70,7 @@ where
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
+        timestamp(&mut writer, std::time::SystemTime::now())?;
         write!(writer, "\",\"level\":\"{}\"", meta.level())?;
         event.record(&mut Entries::new(&mut writer, false));
         writer.write_str(",\"target\":")?;
@@ -96,6 +95,35 @@ where
         }
         writer.write_str("}\n")
     }
+}
+
+thread_local! {
+    /// The second last written by this thread, and its text up to the `.`.
+    static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+}
+
+/// Writes `at` as `tracing-subscriber`'s clock does: RFC 3339 in UTC with
+/// microseconds (`2026-11-29T14:09:10.123456Z`). The date and time of day
+/// are formatted once per second per thread; a line adds its microseconds.
+fn timestamp(out: &mut dyn Write, at: std::time::SystemTime) -> fmt::Result {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != secs {
+            text.clear();
+            let at = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+            write!(text, "{}", at.format("%Y-%m-%dT%H:%M:%S."))?;
+            *second = secs;
+        }
+        out.write_str(text)
+    })?;
+    let mut micros = since.subsec_micros();
+    let mut digits = *b"000000Z";
+    for digit in digits[..6].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
 }
 
 /// A span as a JSON object: its fields, then its `name`.
@@ -200,8 +228,19 @@ impl Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Runs of plain characters go through in one call. Every character
         // to escape is ASCII, so a byte scan never splits a character.
+        let bytes = s.as_bytes();
         let mut plain = 0;
-        for (i, b) in s.bytes().enumerate() {
+        let mut i = 0;
+        while i < bytes.len() {
+            // Eight bytes at a time while none of them is to be escaped.
+            while let Some(chunk) = bytes.get(i..i + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+                if to_escape(word) {
+                    break;
+                }
+                i += 8;
+            }
+            let Some(&b) = bytes.get(i) else { break };
             let escape = match b {
                 b'"' => "\\\"",
                 b'\\' => "\\\\",
@@ -211,17 +250,34 @@ impl Write for Escaped<'_> {
                 0x08 => "\\b",
                 0x0c => "\\f",
                 0..0x20 => "",
-                _ => continue,
+                _ => {
+                    i += 1;
+                    continue;
+                }
             };
             self.0.write_str(&s[plain..i])?;
             match escape {
                 "" => write!(self.0, "\\u{b:04x}")?,
                 e => self.0.write_str(e)?,
             }
-            plain = i + 1;
+            i += 1;
+            plain = i;
         }
         self.0.write_str(&s[plain..])
     }
+}
+
+/// Whether any of the eight bytes of `word` is a control character, `"`
+/// or `\`: the bit tricks of "Bit Twiddling Hacks" (a byte below `n` for
+/// `n` <= 128, a zero byte after an XOR). Bytes of 128 and over (UTF-8)
+/// are never flagged.
+fn to_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    (below(word, 0x20) | below(quote, 1) | below(backslash, 1)) != 0
 }
 
 #[cfg(test)]

@@ -123,3 +123,49 @@ fn lines_read_the_same_as_the_stock_json_formatter() {
     assert_eq!(parsed(&ours[6])["target"], "librdkafka");
     assert_eq!(parsed(&ours[0]).get("span"), None, "outside any span");
 }
+
+#[test]
+fn strings_are_escaped_as_serde_json_escapes_them() {
+    let specials = [
+        "\"", "\\", "\n", "\r", "\t", "\u{8}", "\u{c}", "\u{0}", "\u{1b}", "\u{1f}",
+    ];
+    let others = [" ", "~", "\u{7f}", "é", "日本", "\u{1f600}"];
+    for len in 0..20 {
+        let plain: String = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+        for c in specials.iter().chain(&others) {
+            for text in [
+                format!("{plain}{c}"),
+                format!("{c}{plain}"),
+                format!("{plain}{c}{plain}{c}{plain}"),
+            ] {
+                let mut ours = String::new();
+                super::quoted_str(&mut ours, &text);
+                assert_eq!(ours, serde_json::to_string(&text).unwrap(), "{text:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn timestamps_read_as_rfc3339_with_microseconds() {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = |micros: u64| UNIX_EPOCH + Duration::from_micros(micros);
+    // The same second twice (the cached text), the next, another day.
+    let instants = [
+        at(0),
+        at(1),
+        at(1_795_961_350_123_456),
+        at(1_795_961_350_999_999),
+        at(1_795_961_351_000_000),
+        at(1_709_251_199_999_999),
+        at(951_782_400_000_007),
+        at(1_795_961_350_000_010),
+    ];
+    for instant in instants {
+        let mut ours = String::new();
+        super::timestamp(&mut ours, instant).unwrap();
+        let expected = DateTime::<Utc>::from(instant).to_rfc3339_opts(SecondsFormat::Micros, true);
+        assert_eq!(ours, expected);
+    }
+}
