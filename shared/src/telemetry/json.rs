@@ -11,7 +11,9 @@
 //! the order id into it and logs "Order placed." in it; the consumer does
 //! the same per event. Here a span's fields are written as JSON text when
 //! they are recorded, a later field is appended, and a line copies the
-//! text in. Measured in `docs/benchmarks.md` (twenty-fourth pass) and by
+//! text in. Strings are escaped eight bytes at a time, and a line's date
+//! is formatted once per second per thread. Measured in
+//! `docs/benchmarks.md` (twenty-fourth and twenty-fifth passes) and by
 //! `cargo run --release -p order-shared --example span_cost`.
 
 use std::fmt::{self, Write};
