@@ -9,12 +9,13 @@ use tracing_subscriber::EnvFilter;
 mod json;
 mod writer;
 pub use json::{JsonLine, SpanJson};
-pub use writer::{BatchWriter, flush_logs};
+pub use writer::flush_logs;
 
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
-/// Lines go to stderr through [`BatchWriter`]'s thread; [`flush_logs`]
-/// writes what it holds, and a panic does before its message. A second
-/// call (tests start several apps in one process) is a no-op.
+/// Lines go to stderr through a writer thread of their own (`writer.rs`);
+/// [`flush_logs`] writes what it holds, and a panic does before its
+/// message. A second call (tests start several apps in one process) is a
+/// no-op.
 pub fn init_tracing(format: LogFormat) {
     let Some(writer) = writer::stderr_writer() else {
         install_subscriber(format, std::io::stderr);
