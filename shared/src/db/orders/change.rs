@@ -125,7 +125,7 @@ pub async fn write_history(
 /// Applies a status change: lock the row, let the domain decide, write the
 /// order, history and outbox rows. Must run inside the caller's transaction
 /// (the row lock is what orders one order's outbox rows by version).
-#[tracing::instrument(skip_all, fields(order_id = %t.order_id, to = %t.change.target()))]
+#[tracing::instrument(level = "debug", skip_all, fields(order_id = %t.order_id, to = %t.change.target()))]
 pub async fn transition_order(
     client: &impl GenericClient,
     t: &Transition<'_>,

@@ -84,7 +84,7 @@ SELECT count(*), (SELECT count(*) FROM n) FROM o";
 
 /// Inserts a new order with its `order.placed` outbox row, or, when the same
 /// user already used the Idempotency-Key, returns the order created then.
-#[tracing::instrument(skip_all, fields(user_id = %req.user_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user_id = %req.user_id))]
 pub async fn create_order(
     client: &impl GenericClient,
     req: &CreateOrder<'_>,

@@ -56,7 +56,7 @@ fn order_from_row(row: &Row) -> Result<Order, StoreError> {
 }
 
 /// One order with its items; `owner` set: only if it is theirs.
-#[tracing::instrument(skip_all, fields(order_id = %id))]
+#[tracing::instrument(level = "debug", skip_all, fields(order_id = %id))]
 pub async fn get_order(
     client: &impl GenericClient,
     id: OrderId,
@@ -126,7 +126,7 @@ pub struct OrderSlice {
 }
 
 /// Lists orders newest first (ids are UUIDv7, so id order is time order).
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_orders(
     client: &impl GenericClient,
     query: &OrderQuery<'_>,
