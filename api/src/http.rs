@@ -340,8 +340,14 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
         let route = route_label(req.uri().path());
         let trace_id = trace_id(&req);
         // `order_id` is filled in by the handler once it knows the order.
-        let span = tracing::info_span!("request", %method, route, trace_id = %trace_id,
-            order_id = tracing::field::Empty);
+        // Strings rather than `%` fields: recorded without `Display`.
+        let span = tracing::info_span!(
+            "request",
+            method,
+            route,
+            trace_id = trace_id.as_str(),
+            order_id = tracing::field::Empty
+        );
         // PATCH bodies are optional (cancel takes `{reason?}`): read "no
         // content type" as JSON so that an empty body means "no fields".
         if req.method() == Method::PATCH && !req.headers().contains_key(header::CONTENT_TYPE) {

@@ -169,3 +169,42 @@ fn timestamps_read_as_rfc3339_with_microseconds() {
         assert_eq!(ours, expected);
     }
 }
+
+/// A span's fields are formatted in a scratch text first; when that is in
+/// use (tracing does not dispatch from inside a subscriber, so only if
+/// something else held it), they are written directly, the same.
+#[test]
+fn span_fields_read_the_same_without_the_scratch_text() {
+    let run = |hold_scratch: bool| {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(lines.clone())
+            .fmt_fields(SpanJson)
+            .event_format(JsonLine)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            super::SCRATCH.with(|scratch| {
+                let _held = hold_scratch.then(|| scratch.borrow_mut());
+                let span = tracing::info_span!(
+                    "request",
+                    method = "GET",
+                    count = 2u64,
+                    text = "a \"b\"",
+                    order_id = tracing::field::Empty
+                );
+                span.record("order_id", "0190-abc");
+                span.in_scope(|| tracing::info!("inside"));
+            });
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let logged: Vec<serde_json::Value> = text.lines().map(parsed).collect();
+        logged
+    };
+    let expected = serde_json::json!({"method": "GET", "count": 2, "text": "a \"b\"",
+        "order_id": "0190-abc", "name": "request"});
+    for hold_scratch in [false, true] {
+        let logged = run(hold_scratch);
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0]["span"], expected, "scratch held: {hold_scratch}");
+    }
+}
