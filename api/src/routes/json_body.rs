@@ -20,6 +20,9 @@ pub struct JsonBody<T>(pub T);
 
 const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
+/// The first allocation of a body's bytes.
+const BODY_CAPACITY: usize = 1024;
+
 impl<T: Type> Payload for JsonBody<T> {
     const CONTENT_TYPE: &'static str = CONTENT_TYPE;
 
@@ -34,8 +37,11 @@ impl<T: Type> Payload for JsonBody<T> {
 
 impl<T: Serialize + Send> IntoResponse for JsonBody<T> {
     fn into_response(self) -> Response {
-        match serde_json::to_vec(&self.0) {
-            Ok(bytes) => {
+        // An order is 0.6-1 KB: one allocation where `to_vec`'s 128 bytes
+        // grew three times.
+        let mut bytes = Vec::with_capacity(BODY_CAPACITY);
+        match serde_json::to_writer(&mut bytes, &self.0) {
+            Ok(()) => {
                 let mut resp = Response::from(bytes);
                 resp.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
