@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions per create, order-api against the floor of the required
+# Instructions per create and per GET of one order, order-api against the floor of the required
 # stack (api/examples/floor.rs), counted by valgrind's callgrind (not a
 # test). Unlike CPU time, the count does not move with the VM's hour: the
 # same binary and load give the same figure to about 0.5 %, so a change of
@@ -8,7 +8,8 @@
 # Each server runs alone under callgrind; wrk sends creates (4
 # connections, spread over 100 users) for a warm-up, the counters are
 # zeroed, then SECS more seconds are counted and divided by the orders
-# written meanwhile. Writes to a database of its own; needs no broker.
+# written meanwhile; then the same with GETs of one of those orders (wrk's
+# count of requests). Writes to a database of its own; needs no broker.
 # The API logs as the chart deploys it (RUST_LOG=info, LOG_FORMAT=json: a
 # line per order placed); before the twenty-fourth pass it ran at warn.
 # Usage: ./scripts/bench-instructions.sh [SECS=15] [BIN=target/release/order-api]
@@ -39,12 +40,21 @@ TOKENS=$(for u in $(seq 0 99); do JWT_SECRET="$SECRET" "$API_BIN" token --sub "b
 export TOKENS TOKEN="${TOKENS%% *}"
 orders() { psql "$URL" -qAtc 'SELECT count(*) FROM orders'; }
 creates() { wrk -t1 -c4 -d"$1s" -s scripts/bench/create-order.lua "http://127.0.0.1:$PORT/api/orders" >/dev/null; }
+# gets SECS: GETs of one of bench-0's orders (TOKEN is bench-0's); prints wrk's count.
+gets() {
+  local id
+  id=$(psql "$URL" -qAtc "SELECT id FROM orders WHERE user_id = 'bench-0' LIMIT 1")
+  wrk -t1 -c4 -d"$1s" -s scripts/bench/get.lua "http://127.0.0.1:$PORT/api/orders/$id" |
+    awk '/requests in/ {print $1}'
+}
 
-# inclusive FILE FUNCTION: the instructions spent in FUNCTION and what it
-# calls (the largest of callgrind's entries for it).
+# inclusive FILE FUNCTION[|FUNCTION...]: the instructions spent in
+# FUNCTION and what it calls (the largest of callgrind's entries for any).
 inclusive() {
   callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
-    awk -v f="$2" 'index($0, f) {gsub(",", "", $1); v = $1 + 0; if (v > m) m = v} END {print m + 0}'
+    awk -v f="$2" 'BEGIN {n = split(f, fs, "|")}
+      {for (i = 1; i <= n; i++) if (index($0, fs[i])) {v = $1; gsub(",", "", v); if (v + 0 > m) m = v + 0}}
+      END {print m + 0}'
 }
 
 # count NAME TOKEN-CHECK COMMAND...: the server's instructions per create,
@@ -66,19 +76,33 @@ count() {
   callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   local n=$(($(orders) - before))
+  gets 3 >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local reads
+  reads=$(gets "$SECS")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  sleep 1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  per_request "$name" "$out.1" "$check" "$n" creates create
+  per_request "$name" "$out.2" "$check" "$reads" reads "GET of one order"
+  log "$name: callgrind_annotate $out.1 (creates) or $out.2 (GETs) for where they go"
+}
+
+# per_request NAME FILE TOKEN-CHECK N WHAT ONE: FILE's instructions per request.
+per_request() {
   local total token
-  total=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  token=$(inclusive "$out.1" "$check")
-  awk -v name="$name" -v t="$total" -v c="$token" -v n="$n" 'BEGIN {
-    printf "%-10s %6d creates %9.0f instructions per create, of which %6.0f in the token check\n",
-      name, n, t / n, c / n }'
-  log "$name: callgrind_annotate $out.1 for where they go"
+  total=$(callgrind_annotate "$2" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  token=$(inclusive "$2" "$3")
+  awk -v name="$1" -v t="$total" -v c="$token" -v n="$4" -v what="$5" -v one="$6" 'BEGIN {
+    printf "%-10s %6d %-7s %9.0f instructions per %s, of which %6.0f in the token check\n",
+      name, n, what, t / n, one, c / n }'
 }
 
 # The API remembers a token it has verified (api/src/auth.rs); the floor
-# verifies every request's, as a server without that memory must.
-count order-api 'order_api::auth::authenticate' env DATABASE_URL="$URL" JWT_SECRET="$SECRET" API_HOST=127.0.0.1 API_PORT="$PORT" \
+# verifies every request's, as a server without that memory must. The
+# API checks a write's token in its middleware (`authenticate`), a read's
+# in the security scheme (`JwtVerifier::verify`).
+count order-api 'order_api::auth::authenticate|order_api::auth::JwtVerifier::verify' env DATABASE_URL="$URL" JWT_SECRET="$SECRET" API_HOST=127.0.0.1 API_PORT="$PORT" \
   DATABASE_POOL_SIZE=16 RUST_LOG=info LOG_FORMAT=json "$API_BIN" serve
 count floor 'floor::verify' target/release/examples/floor "$URL" "$PORT" "$SECRET"
