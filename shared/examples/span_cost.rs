@@ -1,10 +1,11 @@
 //! What a create's logging costs under `LOG_FORMAT=json` at `info`, with
 //! the stock JSON formatter (as the services used it before) and with
-//! `SpanJson` + `JsonLine`: the span the API opens per request (four
-//! fields, polled five times, the order id recorded into it), its one
-//! `info` line ("Order placed.", five fields) and a `debug` line filtered
-//! out; written to a sink, so no system call is counted. Not a test;
-//! prints ns per request.
+//! `SpanJson` + `JsonLine`: a span as the API opened one per request until
+//! the twenty-sixth pass (a consumed event still gets one: four fields,
+//! polled five times, the order id recorded into it), its one `info` line
+//! ("Order placed.", five fields) and a `debug` line filtered out; written
+//! to a sink, so no system call is counted. Not a test; prints ns per
+//! request.
 //! `cargo run --release -p order-shared --example span_cost [ROUNDS=5]`
 
 use order_shared::telemetry::{JsonLine, SpanJson};

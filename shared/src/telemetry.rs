@@ -7,8 +7,12 @@ use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
 
 mod json;
+mod request;
+mod text;
 mod writer;
 pub use json::{JsonLine, SpanJson};
+pub use request::{RequestLog, tag_order};
+pub use text::TextLine;
 pub use writer::flush_logs;
 
 /// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
@@ -45,7 +49,11 @@ where
             .event_format(JsonLine)
             .try_init()
             .is_ok(),
-        LogFormat::Text => builder.try_init().is_ok(),
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .event_format(TextLine)
+            .try_init()
+            .is_ok(),
     }
 }
 
@@ -109,3 +117,6 @@ pub fn count_transition(from: OrderStatus, to: OrderStatus) {
     metrics::counter!("order_transitions_total", "from" => from.as_str(), "to" => to.as_str())
         .increment(1);
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,14 +2,16 @@
 //! those of `tracing-subscriber`'s JSON formatter with `flatten_event` and
 //! the current span: `timestamp`, `level`, the event's fields, `target`,
 //! `span` (the current span's fields and `name`) and `spans` (every span
-//! from the root). What differs is the cost. The stock formatter keeps each
+//! from the root). The request the API is serving (`super::request`) reads
+//! as the outermost span, named `request`, as its span did before. What
+//! differs is the cost. The stock formatter keeps each
 //! span's fields as JSON text built through a map of `serde_json` values,
 //! and parses that text back twice for every line logged in a span (for
 //! `span` and for `spans`); a field recorded later (`Span::record`) parses
 //! it and serialises it again; every string goes through an adaptor that
-//! checks each chunk as UTF-8. The API opens a span per request, records
-//! the order id into it and logs "Order placed." in it; the consumer does
-//! the same per event. Here a span's fields are written as JSON text when
+//! checks each chunk as UTF-8. The consumer opens a span per event,
+//! records the order id into it and logs a line in it (the API did the
+//! same per request, "Order placed."). Here a span's fields are written as JSON text when
 //! they are recorded, a later field is appended, and a line copies the
 //! text in. A span's fields are formatted in a per-thread scratch text
 //! and copied once. Strings are escaped eight bytes at a time, and a
@@ -17,6 +19,7 @@
 //! `docs/benchmarks.md` (twenty-fourth and twenty-fifth passes) and by
 //! `cargo run --release -p order-shared --example span_cost`.
 
+use super::request::with_request;
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -33,7 +36,8 @@ pub struct SpanJson;
 thread_local! {
     /// A span's fields are formatted here first, so that the span's own
     /// text is allocated once, at its size, rather than grown a piece at
-    /// a time (an allocation and four reallocations for a request's span).
+    /// a time (an allocation and four reallocations for a span of a
+    /// request's size).
     static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
@@ -101,22 +105,54 @@ where
             .parent()
             .and_then(|id| ctx.span(id))
             .or_else(|| ctx.lookup_current());
-        if let Some(span) = current {
-            writer.write_str(",\"span\":")?;
-            span_object(&mut writer, &span)?;
-            writer.write_str(",\"spans\":[")?;
-            if let Some(leaf) = ctx.lookup_current() {
-                for (i, span) in leaf.scope().from_root().enumerate() {
-                    if i > 0 {
-                        writer.write_char(',')?;
-                    }
-                    span_object(&mut writer, &span)?;
-                }
-            }
-            writer.write_char(']')?;
+        // The request being served, if any, is the outermost span.
+        let in_request = with_request(|_| ()).is_some();
+        if current.is_none() && !in_request {
+            return writer.write_str("}\n");
         }
-        writer.write_str("}\n")
+        writer.write_str(",\"span\":")?;
+        match &current {
+            Some(span) => span_object(&mut writer, span)?,
+            None => request_object(&mut writer)?,
+        }
+        writer.write_str(",\"spans\":[")?;
+        let mut first = true;
+        if in_request {
+            request_object(&mut writer)?;
+            first = false;
+        }
+        if let Some(leaf) = ctx.lookup_current() {
+            for span in leaf.scope().from_root() {
+                if !first {
+                    writer.write_char(',')?;
+                }
+                first = false;
+                span_object(&mut writer, &span)?;
+            }
+        }
+        writer.write_str("]}\n")
     }
+}
+
+/// The request being served as the `request` span's object was:
+/// `{"method":...,"route":...,"trace_id":...,"order_id":...,"name":"request"}`
+/// (the order id once known).
+fn request_object(out: &mut dyn Write) -> fmt::Result {
+    let written = with_request(|request| {
+        out.write_str("{\"method\":")?;
+        quoted_str(out, request.method);
+        out.write_str(",\"route\":")?;
+        quoted_str(out, request.route);
+        out.write_str(",\"trace_id\":")?;
+        quoted_str(out, &request.trace_id);
+        if let Some(id) = request.order_id.get() {
+            let mut text = uuid::Uuid::encode_buffer();
+            out.write_str(",\"order_id\":")?;
+            quoted_str(out, id.hyphenated().encode_lower(&mut text));
+        }
+        out.write_str(",\"name\":\"request\"}")
+    });
+    written.unwrap_or(Ok(()))
 }
 
 thread_local! {
@@ -127,7 +163,7 @@ thread_local! {
 /// Writes `at` as `tracing-subscriber`'s clock does: RFC 3339 in UTC with
 /// microseconds (`2026-11-29T14:09:10.123456Z`). The date and time of day
 /// are formatted once per second per thread; a line adds its microseconds.
-fn timestamp(out: &mut dyn Write, at: std::time::SystemTime) -> fmt::Result {
+pub(super) fn timestamp(out: &mut dyn Write, at: std::time::SystemTime) -> fmt::Result {
     let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
     SECOND.with_borrow_mut(|(second, text)| {

@@ -4,8 +4,8 @@
 //! or transaction. What changes, and why, is decided in `crate::domain`.
 //!
 //! Their spans are at `debug`: nothing logs inside them at `info`, and the
-//! request's span (or the consumed event's) already carries the order and
-//! trace ids. At `info` each cost a create or a read about 3,500
+//! request's log context (or the consumed event's span) already carries
+//! the order and trace ids. At `info` each cost a create or a read about 3,500
 //! instructions for no line (docs/benchmarks.md, twenty-sixth pass).
 
 pub mod change;
