@@ -8,13 +8,13 @@ use crate::auth::{Authenticated, JwtVerifier, authenticate};
 use crate::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem, types};
 use metrics::SharedString;
 use order_shared::domain::FieldError;
+use order_shared::telemetry::RequestLog;
 use order_shared::trace::{TRACEPARENT, TraceParent};
 use poem::error::ReadBodyError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 /// Settings of [`HttpLayer`].
 #[derive(Debug, Clone)]
@@ -265,6 +265,29 @@ async fn finish(mut resp: Response, route: &str, trace_id: &str) -> Response {
 }
 
 impl<E: Endpoint> HttpEndpoint<E> {
+    /// The request's answer, before the headers every answer carries.
+    async fn serve(&self, mut req: Request, route: &'static str) -> Response {
+        if let Some(resp) = self.read_body(&mut req, route).await {
+            return resp;
+        }
+        if req.extensions().get::<Authenticated>().is_none() {
+            // The security scheme checks the token of a request the
+            // middleware did not authenticate with this verifier.
+            req.extensions_mut().insert(self.cfg.verifier.clone());
+        }
+        match tokio::time::timeout(self.cfg.request_timeout, self.inner.call(req)).await {
+            Ok(Ok(resp)) => ensure_problem(resp.into_response(), route).await,
+            Ok(Err(err)) => ensure_problem(err.into_response(), route).await,
+            Err(_) => {
+                tracing::warn!("Request timed out.");
+                problem_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The request timed out; retry later.".to_owned(),
+                )
+            }
+        }
+    }
+
     /// For a request with a body: a declared size over the limit is 413
     /// at once; an `/api/orders` write is authenticated before a byte of
     /// its body is read (401); then the body is read within
@@ -339,15 +362,8 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
         let method = method_label(req.method());
         let route = route_label(req.uri().path());
         let trace_id = trace_id(&req);
-        // `order_id` is filled in by the handler once it knows the order.
-        // Strings rather than `%` fields: recorded without `Display`.
-        let span = tracing::info_span!(
-            "request",
-            method,
-            route,
-            trace_id = trace_id.as_str(),
-            order_id = tracing::field::Empty
-        );
+        // Every line the request logs carries these (the order id too, once known).
+        let log = RequestLog::new(method, route, trace_id.clone());
         // PATCH bodies are optional (cancel takes `{reason?}`): read "no
         // content type" as JSON so that an empty body means "no fields".
         if req.method() == Method::PATCH && !req.headers().contains_key(header::CONTENT_TYPE) {
@@ -356,48 +372,27 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
                 HeaderValue::from_static("application/json"),
             );
         }
-        let resp = async {
-            if let Some(resp) = self.read_body(&mut req, route).await {
-                return resp;
-            }
-            if req.extensions().get::<Authenticated>().is_none() {
-                // The security scheme checks the token of a request the
-                // middleware did not authenticate with this verifier.
-                req.extensions_mut().insert(self.cfg.verifier.clone());
-            }
-            match tokio::time::timeout(self.cfg.request_timeout, self.inner.call(req)).await {
-                Ok(Ok(resp)) => ensure_problem(resp.into_response(), route).await,
-                Ok(Err(err)) => ensure_problem(err.into_response(), route).await,
-                Err(_) => {
-                    tracing::warn!("Request timed out.");
-                    problem_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "The request timed out; retry later.".to_owned(),
-                    )
-                }
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        let resp = finish(resp, route, &trace_id).await;
-        let status = resp.status().as_u16();
-        let elapsed = started.elapsed().as_secs_f64();
-        // Static label values: no allocation per request.
-        let labels = [
-            ("method", SharedString::const_str(method)),
-            ("route", SharedString::const_str(route)),
-            ("status", status_label(status)),
-        ];
-        metrics::counter!("http_requests_total", &labels).increment(1);
-        metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
-        span.in_scope(|| {
+        log.scope(async move {
+            let resp = self.serve(req, route).await;
+            let resp = finish(resp, route, &trace_id).await;
+            let status = resp.status().as_u16();
+            let elapsed = started.elapsed().as_secs_f64();
+            // Static label values: no allocation per request.
+            let labels = [
+                ("method", SharedString::const_str(method)),
+                ("route", SharedString::const_str(route)),
+                ("status", status_label(status)),
+            ];
+            metrics::counter!("http_requests_total", &labels).increment(1);
+            metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
             if status >= 500 {
                 tracing::warn!(status, elapsed_ms = elapsed * 1e3, "Request failed.");
             } else {
                 tracing::debug!(status, elapsed_ms = elapsed * 1e3, "Request served.");
             }
-        });
-        Ok(resp)
+            Ok(resp)
+        })
+        .await
     }
 }
 

@@ -129,9 +129,9 @@ async fn the_healthcheck_subcommand_reports_readiness() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("not ready"));
 }
 
-#[tokio::test]
-async fn sigterm_drains_and_exits_cleanly() {
-    let app = spawn_app().await;
+/// `order-api serve` as a process on `app`'s database, at `info` with JSON
+/// logs on a pipe, once ready; and its base URL.
+async fn spawn_logged_api(app: &TestApp) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -149,10 +149,10 @@ async fn sigterm_drains_and_exits_cleanly() {
         .kill_on_drop(true)
         .spawn()
         .expect("start order-api");
-    let ready = format!("http://127.0.0.1:{port}/health/ready");
+    let base = format!("http://127.0.0.1:{port}");
     let mut up = false;
     for _ in 0..100 {
-        if reqwest::get(&ready)
+        if reqwest::get(format!("{base}/health/ready"))
             .await
             .is_ok_and(|r| r.status() == StatusCode::OK)
         {
@@ -162,7 +162,11 @@ async fn sigterm_drains_and_exits_cleanly() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(up, "order-api became ready");
+    (child, base)
+}
 
+/// Sends SIGTERM; the process's exit and output, within its grace period.
+async fn terminate(child: tokio::process::Child) -> std::process::Output {
     let pid = child.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -171,18 +175,63 @@ async fn sigterm_drains_and_exits_cleanly() {
             .unwrap()
             .success()
     );
-    let exited = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+    tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("exits within the grace period")
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let app = spawn_app().await;
+    let (child, base) = spawn_logged_api(&app).await;
+
+    let exited = terminate(child).await;
 
     assert!(exited.status.success(), "{:?}", exited.status);
-    assert!(reqwest::get(&ready).await.is_err(), "no longer listening");
+    assert!(
+        reqwest::get(format!("{base}/health/ready")).await.is_err(),
+        "no longer listening"
+    );
     // Its last line, logged just before it exits, is written and not left
     // with the log's writer thread.
     let log = String::from_utf8_lossy(&exited.stderr);
     let last = log.lines().last().unwrap_or_default();
     assert!(last.contains("\"order-api stopped.\""), "{log}");
+}
+
+/// DESIGN section 7: every request's lines carry its trace id and, once
+/// known, its order id, as the JSON log's `request` span.
+#[tokio::test]
+async fn a_request_s_log_lines_carry_its_trace_and_order_ids() {
+    let app = spawn_app().await;
+    let (child, base) = spawn_logged_api(&app).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/api/orders"))
+        .bearer_auth(token("alice", false))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = id_of(&created);
+
+    let exited = terminate(child).await;
+
+    let log = String::from_utf8_lossy(&exited.stderr);
+    let placed: Value = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "Order placed.")
+        .unwrap_or_else(|| panic!("no line for the order: {log}"));
+    let request = serde_json::json!({"method": "POST", "route": "/api/orders",
+        "trace_id": trace, "order_id": id.to_string(), "name": "request"});
+    assert_eq!(placed["span"], request, "{placed}");
+    assert_eq!(placed["spans"], serde_json::json!([request]), "{placed}");
 }
 
 #[tokio::test]

@@ -92,10 +92,10 @@ impl OrderResponse {
     }
 }
 
-/// Puts the order id on the request's span, so every log line of the
-/// request carries it.
+/// Puts the order id on the request's log context, so every later line
+/// of the request carries it.
 fn tag_order(id: OrderId) {
-    tracing::Span::current().record("order_id", tracing::field::display(id));
+    order_shared::telemetry::tag_order(*id.as_uuid());
 }
 
 impl OrdersApi {
