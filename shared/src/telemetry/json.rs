@@ -3,20 +3,21 @@
 //! the current span: `timestamp`, `level`, the event's fields, `target`,
 //! `span` (the current span's fields and `name`) and `spans` (every span
 //! from the root). The request the API is serving (`super::request`) reads
-//! as the outermost span, named `request`, as its span did before. What
-//! differs is the cost. The stock formatter keeps each
-//! span's fields as JSON text built through a map of `serde_json` values,
-//! and parses that text back twice for every line logged in a span (for
-//! `span` and for `spans`); a field recorded later (`Span::record`) parses
-//! it and serialises it again; every string goes through an adaptor that
-//! checks each chunk as UTF-8. The consumer opens a span per event,
-//! records the order id into it and logs a line in it (the API did the
-//! same per request, "Order placed."). Here a span's fields are written as JSON text when
-//! they are recorded, a later field is appended, and a line copies the
-//! text in. A span's fields are formatted in a per-thread scratch text
-//! and copied once. Strings are escaped eight bytes at a time, and a
-//! line's date is formatted once per second per thread. Measured in
-//! `docs/benchmarks.md` (twenty-fourth and twenty-fifth passes) and by
+//! as the outermost span, named `request`, as its span did before.
+//!
+//! What differs is the cost. The stock formatter keeps each span's fields
+//! as JSON text built through a map of `serde_json` values, and parses
+//! that text back twice for every line logged in a span (for `span` and
+//! for `spans`); a field recorded later (`Span::record`) parses it and
+//! serialises it again; every string goes through an adaptor that checks
+//! each chunk as UTF-8. The consumer opens a span per event, records the
+//! order id into it and logs a line in it (the API did the same per
+//! request, "Order placed."). Here a span's fields are written as JSON
+//! text when they are recorded (in a per-thread scratch text, copied
+//! once), a later field is appended, and a line copies the text in.
+//! Strings are escaped eight bytes at a time, and a line's date is
+//! formatted once per second per thread. Measured in `docs/benchmarks.md`
+//! (twenty-fourth to twenty-sixth passes) and by
 //! `cargo run --release -p order-shared --example span_cost`.
 
 use super::request::with_request;
@@ -54,7 +55,7 @@ impl<'w> FormatFields<'w> for SpanJson {
                 object(&mut *text)?;
                 writer.write_str(&text)
             }
-            // A field's `Debug` that formats a span itself: no scratch.
+            // In use by a caller up this thread's stack: written directly.
             Err(_) => object(&mut writer),
         })
     }
