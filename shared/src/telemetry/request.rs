@@ -11,7 +11,6 @@
 //! This is a few words in the request's future, set for each poll.
 
 use std::cell::Cell;
-use std::fmt::{self, Write};
 use std::future::Future;
 use uuid::Uuid;
 
@@ -49,20 +48,6 @@ impl RequestLog {
     /// Runs `f` in this context (for tests and other synchronous work).
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
         REQUEST.sync_scope(self, f)
-    }
-
-    /// `request{method=POST route=/api/orders trace_id=... order_id=...}`,
-    /// as the text log wrote the span.
-    pub(super) fn write_text(&self, out: &mut dyn Write) -> fmt::Result {
-        write!(
-            out,
-            "request{{method={} route={} trace_id={}",
-            self.method, self.route, self.trace_id
-        )?;
-        if let Some(id) = self.order_id.get() {
-            write!(out, " order_id={id}")?;
-        }
-        out.write_char('}')
     }
 }
 

@@ -5,7 +5,7 @@
 //! `2026-11-29T16:00:00.123456Z  INFO request{method=POST route=/api/orders trace_id=...}: order_api::routes::orders: Order placed. order_id=...`
 
 use super::json::timestamp;
-use super::request::with_request;
+use super::request::{RequestLog, with_request};
 use std::fmt;
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
@@ -33,12 +33,9 @@ where
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         timestamp(&mut writer, std::time::SystemTime::now())?;
         write!(writer, " {:>5} ", meta.level())?;
-        let mut scoped = with_request(|request| {
-            request.write_text(&mut writer)?;
-            writer.write_char(':')
-        })
-        .transpose()?
-        .is_some();
+        let mut scoped = with_request(|request| request_prefix(&mut writer, request))
+            .transpose()?
+            .is_some();
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 writer.write_str(span.metadata().name())?;
@@ -59,4 +56,18 @@ where
         ctx.format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
+}
+
+/// `request{method=POST route=/api/orders trace_id=... order_id=...}:`,
+/// as the stock format wrote the request's span (the order id once known).
+fn request_prefix(out: &mut Writer<'_>, request: &RequestLog) -> fmt::Result {
+    write!(
+        out,
+        "request{{method={} route={} trace_id={}",
+        request.method, request.route, request.trace_id
+    )?;
+    if let Some(id) = request.order_id.get() {
+        write!(out, " order_id={id}")?;
+    }
+    out.write_str("}:")
 }
