@@ -113,16 +113,22 @@ impl<T> Guarded<T> {
         if self.phase != Phase::Head {
             return;
         }
-        let mut window = u32::from_be_bytes([0, self.tail[0], self.tail[1], self.tail[2]]);
-        for b in bytes {
-            window = (window << 8) | u32::from(*b);
-            if window == u32::from_be_bytes(*b"\r\n\r\n") {
-                self.phase = Phase::Busy;
-                return;
-            }
+        // The head ends at the first "\r\n\r\n": look only where a
+        // line ends (memchr; a head has a dozen), with the last bytes of
+        // the previous read before this one's first.
+        let tail = self.tail;
+        let before = |i: usize, back: usize| match i.checked_sub(back) {
+            Some(j) => bytes[j],
+            None => tail[3 + i - back],
+        };
+        if memchr::memchr_iter(b'\n', bytes)
+            .any(|i| before(i, 1) == b'\r' && before(i, 2) == b'\n' && before(i, 3) == b'\r')
+        {
+            self.phase = Phase::Busy;
+            return;
         }
-        let [_, a, b, c] = window.to_be_bytes();
-        self.tail = [a, b, c];
+        let n = bytes.len();
+        self.tail = [before(n, 3), before(n, 2), before(n, 1)];
     }
 
     fn on_write(&mut self) {
@@ -266,6 +272,58 @@ mod tests {
         assert_eq!(g.phase, Phase::Idle);
         g.on_read(b"GET");
         assert_eq!(g.phase, Phase::Head, "the next request starts a new head");
+    }
+
+    /// Feeds `request` in reads cut at `cuts` and returns after how many
+    /// bytes the head was seen to end.
+    fn head_end(request: &[u8], cuts: &[usize]) -> Option<usize> {
+        let mut g = guard();
+        let mut from = 0;
+        for &to in cuts.iter().chain([&request.len()]) {
+            g.on_read(&request[from..to]);
+            if g.phase == Phase::Busy {
+                return Some(to);
+            }
+            from = to;
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn the_head_ends_at_its_blank_line_wherever_the_reads_cut_it() {
+        let request = b"POST /api/orders HTTP/1.1\r\nHost: x\r\n\r\n{\"a\":\"\\r\\n\\r\\n\"}";
+        let end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        // The read that brings the head's last byte is the one that ends it.
+        let first_read_past = |cuts: &[usize]| {
+            cuts.iter()
+                .copied()
+                .find(|&c| c >= end)
+                .unwrap_or(request.len())
+        };
+        for a in 0..=request.len() {
+            for b in a..=request.len() {
+                let cuts = [a, b];
+                assert_eq!(
+                    head_end(request, &cuts),
+                    Some(first_read_past(&cuts)),
+                    "cut at {cuts:?}"
+                );
+            }
+        }
+        let bytes: Vec<usize> = (1..request.len()).collect();
+        assert_eq!(head_end(request, &bytes), Some(end), "a byte at a time");
+        // Line ends that are not a blank line do not end it.
+        for head in [
+            &b"GET / HTTP/1.1\r\nA: b\r\n\r"[..],
+            b"GET / HTTP/1.1\n\r\nA: \r\r\n",
+            b"GET / HTTP/1.1\r\nA: \rb\r\n",
+            b"GET / HTTP/1.1\r\nA: b\n\n\r\n",
+            b"GET / HTTP/1.1\r\nA\nB: c\r\n",
+        ] {
+            for cut in 0..=head.len() {
+                assert_eq!(head_end(head, &[cut]), None, "{head:?} cut at {cut}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -3,10 +3,10 @@
 //! error leaves as `application/problem+json`.
 
 mod body;
+mod request_metrics;
 
 use crate::auth::{Authenticated, JwtVerifier, authenticate};
 use crate::problem::{ApiError, PROBLEM_CONTENT_TYPE, Problem, types};
-use metrics::SharedString;
 use order_shared::domain::FieldError;
 use order_shared::telemetry::RequestLog;
 use order_shared::trace::{TRACEPARENT, TraceParent};
@@ -84,23 +84,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         _ => "OTHER",
     }
-}
-
-/// The status code as a metric label, without an allocation for the
-/// statuses this API answers.
-fn status_label(status: u16) -> SharedString {
-    macro_rules! known {
-        ($($code:literal),*) => {
-            match status {
-                $($code => SharedString::const_str(stringify!($code)),)*
-                _ => SharedString::from_owned(status.to_string()),
-            }
-        };
-    }
-    known!(
-        200, 201, 204, 304, 400, 401, 403, 404, 405, 406, 408, 409, 411, 412, 413, 415, 422, 429,
-        431, 500, 501, 503
-    )
 }
 
 /// The methods a route template answers, for the `Allow` header of a 405.
@@ -377,14 +360,7 @@ impl<E: Endpoint> Endpoint for HttpEndpoint<E> {
             let resp = finish(resp, route, &trace_id).await;
             let status = resp.status().as_u16();
             let elapsed = started.elapsed().as_secs_f64();
-            // Static label values: no allocation per request.
-            let labels = [
-                ("method", SharedString::const_str(method)),
-                ("route", SharedString::const_str(route)),
-                ("status", status_label(status)),
-            ];
-            metrics::counter!("http_requests_total", &labels).increment(1);
-            metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
+            request_metrics::record(method, route, status, elapsed);
             if status >= 500 {
                 tracing::warn!(status, elapsed_ms = elapsed * 1e3, "Request failed.");
             } else {

@@ -1,6 +1,7 @@
 //! The pure helpers of the request middleware.
 
-use super::{route_label, status_label, tidy_parameter_detail};
+use super::request_metrics::status_label;
+use super::{route_label, tidy_parameter_detail};
 
 #[test]
 fn parameter_errors_lose_the_framework_type_names() {
