@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Instructions per create and per GET of one order, order-api against the floor of the required
-# stack (api/examples/floor.rs), counted by valgrind's callgrind (not a
+# Instructions per create, per GET of one order and per list of 20 orders,
+# order-api against the floor of the required stack
+# (api/examples/floor.rs), counted by valgrind's callgrind (not a
 # test). Unlike CPU time, the count does not move with the VM's hour: the
 # same binary and load give the same figure to about 0.5 %, so a change of
 # 1 % shows in one run. It counts user-space instructions only: not the
@@ -8,8 +9,8 @@
 # Each server runs alone under callgrind; wrk sends creates (4
 # connections, spread over 100 users) for a warm-up, the counters are
 # zeroed, then SECS more seconds are counted and divided by the orders
-# written meanwhile; then the same with GETs of one of those orders (wrk's
-# count of requests). Writes to a database of its own; needs no broker.
+# written meanwhile; then the same with GETs of one of those orders and
+# with lists of a user's 20 newest (wrk's count of requests). Writes to a database of its own; needs no broker.
 # The API logs as the chart deploys it (RUST_LOG=info, LOG_FORMAT=json: a
 # line per order placed); before the twenty-fourth pass it ran at warn.
 # Usage: ./scripts/bench-instructions.sh [SECS=15] [BIN=target/release/order-api]
@@ -40,13 +41,18 @@ TOKENS=$(for u in $(seq 0 99); do JWT_SECRET="$SECRET" "$API_BIN" token --sub "b
 export TOKENS TOKEN="${TOKENS%% *}"
 orders() { psql "$URL" -qAtc 'SELECT count(*) FROM orders'; }
 creates() { wrk -t1 -c4 -d"$1s" -s scripts/bench/create-order.lua "http://127.0.0.1:$PORT/api/orders" >/dev/null; }
-# gets SECS: GETs of one of bench-0's orders (TOKEN is bench-0's); prints wrk's count.
+# gets SECS [PATH]: GETs of one of bench-0's orders (TOKEN is bench-0's),
+# or of PATH; prints wrk's count.
 gets() {
-  local id
-  id=$(psql "$URL" -qAtc "SELECT id FROM orders WHERE user_id = 'bench-0' LIMIT 1")
-  wrk -t1 -c4 -d"$1s" -s scripts/bench/get.lua "http://127.0.0.1:$PORT/api/orders/$id" |
+  local path=${2:-}
+  [ -n "$path" ] ||
+    path=/api/orders/$(psql "$URL" -qAtc "SELECT id FROM orders WHERE user_id = 'bench-0' LIMIT 1")
+  wrk -t1 -c4 -d"$1s" -s scripts/bench/get.lua "http://127.0.0.1:$PORT$path" |
     awk '/requests in/ {print $1}'
 }
+# The list of figure 2: bench-0's 20 newest orders (the creates spread
+# over 100 users give it more than 20).
+LIST="/api/orders?limit=20"
 
 # inclusive FILE FUNCTION[|FUNCTION...]: the instructions spent in
 # FUNCTION and what it calls (the largest of callgrind's entries for any).
@@ -78,15 +84,20 @@ count() {
   local n=$(($(orders) - before))
   gets 3 >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
-  local reads
+  local reads lists
   reads=$(gets "$SECS")
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  gets 2 "$LIST" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  lists=$(gets "$SECS" "$LIST")
   callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   per_request "$name" "$out.1" "$check" "$n" creates create
   per_request "$name" "$out.2" "$check" "$reads" reads "GET of one order"
-  log "$name: callgrind_annotate $out.1 (creates) or $out.2 (GETs) for where they go"
+  per_request "$name" "$out.3" "$check" "$lists" lists "list of 20 orders"
+  log "$name: callgrind_annotate $out.1 (creates), $out.2 (GETs) or $out.3 (lists) for where they go"
 }
 
 # per_request NAME FILE TOKEN-CHECK N WHAT ONE: FILE's instructions per request.
