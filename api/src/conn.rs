@@ -69,8 +69,8 @@ pub struct Guarded<T> {
     io: T,
     limits: ConnLimits,
     phase: Phase,
-    /// The last bytes read, to find `\r\n\r\n` across reads.
-    tail: [u8; 3],
+    /// The last two bytes read, to find the head's empty line across reads.
+    tail: [u8; 2],
     /// Bytes seen since the connection opened (to spot the HTTP/2 preface).
     seen: usize,
     deadline: Pin<Box<Sleep>>,
@@ -85,7 +85,7 @@ impl<T> Guarded<T> {
             io,
             limits,
             phase: Phase::Head,
-            tail: [0; 3],
+            tail: [0; 2],
             seen: 0,
             deadline: Box::pin(tokio::time::sleep(limits.header_read)),
             parked_reader: None,
@@ -105,7 +105,7 @@ impl<T> Guarded<T> {
             Phase::Http2 => return self.arm(self.limits.idle),
             Phase::Idle => {
                 self.phase = Phase::Head;
-                self.tail = [0; 3];
+                self.tail = [0; 2];
                 self.arm(self.limits.header_read);
             }
             Phase::Head | Phase::Busy => {}
@@ -113,22 +113,26 @@ impl<T> Guarded<T> {
         if self.phase != Phase::Head {
             return;
         }
-        // The head ends at the first "\r\n\r\n": look only where a
-        // line ends (memchr; a head has a dozen), with the last bytes of
+        // The head ends at its first empty line. A line ends with "\r\n"
+        // or, as hyper's parser also reads it, a bare "\n": so at a line
+        // feed right after a line feed, or after "\n\r". Look only where
+        // a line ends (memchr; a head has a dozen), with the last bytes of
         // the previous read before this one's first.
         let tail = self.tail;
         let before = |i: usize, back: usize| match i.checked_sub(back) {
             Some(j) => bytes[j],
-            None => tail[3 + i - back],
+            None => tail[2 + i - back],
         };
-        if memchr::memchr_iter(b'\n', bytes)
-            .any(|i| before(i, 1) == b'\r' && before(i, 2) == b'\n' && before(i, 3) == b'\r')
-        {
+        if memchr::memchr_iter(b'\n', bytes).any(|i| match before(i, 1) {
+            b'\n' => true,
+            b'\r' => before(i, 2) == b'\n',
+            _ => false,
+        }) {
             self.phase = Phase::Busy;
             return;
         }
         let n = bytes.len();
-        self.tail = [before(n, 3), before(n, 2), before(n, 1)];
+        self.tail = [before(n, 2), before(n, 1)];
     }
 
     fn on_write(&mut self) {
@@ -252,7 +256,7 @@ mod tests {
                 idle: Duration::from_secs(60),
             },
             phase: Phase::Head,
-            tail: [0; 3],
+            tail: [0; 2],
             seen: 0,
             deadline: Box::pin(tokio::time::sleep(Duration::from_secs(5))),
             parked_reader: None,
@@ -312,16 +316,26 @@ mod tests {
         }
         let bytes: Vec<usize> = (1..request.len()).collect();
         assert_eq!(head_end(request, &bytes), Some(end), "a byte at a time");
-        // Line ends that are not a blank line do not end it.
+        // Line ends that do not make an empty line do not end it.
         for head in [
             &b"GET / HTTP/1.1\r\nA: b\r\n\r"[..],
-            b"GET / HTTP/1.1\n\r\nA: \r\r\n",
+            b"GET / HTTP/1.1\r\nA: \r\r\n",
             b"GET / HTTP/1.1\r\nA: \rb\r\n",
-            b"GET / HTTP/1.1\r\nA: b\n\n\r\n",
             b"GET / HTTP/1.1\r\nA\nB: c\r\n",
         ] {
             for cut in 0..=head.len() {
                 assert_eq!(head_end(head, &[cut]), None, "{head:?} cut at {cut}");
+            }
+        }
+        // Bare line feeds end lines too, as hyper reads a head.
+        for head in [
+            &b"GET / HTTP/1.1\nHost: x\n\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+            b"GET / HTTP/1.1\nHost: x\r\n\n",
+        ] {
+            for cut in 0..=head.len() {
+                let end = head_end(head, &[cut]);
+                assert_eq!(end, Some(head.len()), "{head:?} cut at {cut}");
             }
         }
     }
