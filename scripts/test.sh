@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real services: starts PostgreSQL and the
 # Kafka-API broker (installing Tansu once if missing), checks formatting,
-# lints and the code's shape (scripts/check_shape.py), runs the deployment checks (scripts/check-deploy.sh) and the run
+# lints, the API docs' links and the code's shape (scripts/check_shape.py), runs the deployment checks (scripts/check-deploy.sh) and the run
 # script's checks (scripts/check-run.sh), every test with cargo-nextest, the
 # AsyncAPI document (scripts/check-asyncapi.sh, npm's @asyncapi/parser), a
 # bounded Schemathesis run against the API (scripts/schemathesis.sh), and
@@ -25,6 +25,8 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 status=0
+log "cargo doc (no broken intra-doc links, none from public items to private ones)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet || status=$?
 log "Code shape (no file over 400 lines, no module cycle: scripts/check_shape.py)"
 python3 "$ROOT/scripts/check_shape.py" || status=$?
 log "Deployment checks (compose, chart, alerts, a real Prometheus scrape)"

@@ -67,7 +67,7 @@ fn log_kind(fac: &str, message: &str) -> String {
 
 /// A client's log callback (`ClientContext::log`) of the producers and the
 /// consumer: as rdkafka's default, but a line at warning or above goes
-/// through the window by its kind ([`log_kind`]).
+/// through the window by its kind (`log_kind`).
 pub fn client_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
     use RDKafkaLogLevel::*;
     if matches!(level, Notice | Info | Debug) {

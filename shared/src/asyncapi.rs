@@ -2,7 +2,7 @@
 //! consumes. Payload and header schemas are generated with schemars from the
 //! types in [`crate::domain::payloads`], the very types the events are
 //! serialized through; the examples are made by the code that makes the real
-//! records ([`examples`]). `order-api` serves it at `/api/asyncapi.json`,
+//! records (`examples`). `order-api` serves it at `/api/asyncapi.json`,
 //! `docs/asyncapi.json` keeps a copy, and `./scripts/test.sh` validates it
 //! with the AsyncAPI project's parser.
 

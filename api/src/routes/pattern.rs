@@ -17,7 +17,7 @@ pub trait Shape: Send + Sync + 'static {
     const PATTERN: &'static str;
     const MIN_LENGTH: Option<usize> = None;
     const MAX_LENGTH: Option<usize> = None;
-    /// [`Self::PATTERN`], compiled once (see [`compiled!`]).
+    /// [`Self::PATTERN`], compiled once (see `compiled!` below).
     fn regex() -> &'static Regex;
 }
 

@@ -1,6 +1,6 @@
 //! `/api/orders`: create, list, read, history and the admin/user transitions.
 //! Handlers translate HTTP into calls on `order_shared::db` and back; the
-//! request parsing is in [`input`], a status change in [`change`].
+//! request parsing is in `input`, a status change in `change`.
 
 mod change;
 mod input;

@@ -1,6 +1,6 @@
 //! Reading orders: one order, a page of them, an order's history. The
 //! owner check of reading one order or its history is one SQL condition,
-//! [`OWNED_BY`]; a page of orders filters by its `user_id`.
+//! `OWNED_BY`; a page of orders filters by its `user_id`.
 
 use crate::StoreError;
 use crate::db::GenericClient;
