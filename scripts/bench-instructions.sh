@@ -10,7 +10,8 @@
 # connections, spread over 100 users) for a warm-up, the counters are
 # zeroed, then SECS more seconds are counted and divided by the orders
 # written meanwhile; then the same with GETs of one of those orders and
-# with lists of a user's 20 newest (wrk's count of requests). Writes to a database of its own; needs no broker.
+# with lists of a user's 20 newest (wrk's count of requests). Writes to a
+# database of its own; needs no broker.
 # The API logs as the chart deploys it (RUST_LOG=info, LOG_FORMAT=json: a
 # line per order placed); before the twenty-fourth pass it ran at warn.
 # Usage: ./scripts/bench-instructions.sh [SECS=15] [BIN=target/release/order-api]
